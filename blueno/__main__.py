@@ -1,0 +1,5 @@
+import sys
+
+from blueno.cli import main
+
+sys.exit(main())

@@ -1,0 +1,379 @@
+"""The workspace database: connection rules, schema and migrations, in one place.
+
+Every process (GUI, ``--batch``, trainer subprocesses, sync workers) opens the
+same SQLite file through :class:`Store`.  The rules:
+
+* WAL mode, so readers never block the writer and vice versa;
+* ``synchronous=FULL``: a committed queue transition survives a power cut;
+* a busy timeout, and writes that begin with ``BEGIN IMMEDIATE`` so a writer
+  takes the lock up front instead of failing half-way; when another process
+  holds the write lock longer than the timeout, :meth:`Store.write` keeps
+  retrying with back-off (up to ``lock_wait`` seconds) rather than surfacing
+  "database is locked" to the user;
+* one connection per thread (``sqlite3`` connections are not shared);
+* transactions are short: nothing slow (starting a process, training) ever
+  happens while one is open.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from blueno import BluenoError
+
+BUSY_TIMEOUT_S = 5.0
+LOCK_WAIT_S = 600.0
+
+# Named, ordered, forward-only migrations (the sqlite-utils ``migrations`` idea).
+# ``PRAGMA user_version`` holds how many have been applied; ``_migrations``
+# records when.  Never edit a migration that has shipped: append a new one.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,            -- short hash of the manifest
+            manifest_hash TEXT NOT NULL,      -- full sha256 of the canonical manifest
+            kind TEXT NOT NULL,               -- npy_folder | npz | image_folder | csv
+            path TEXT NOT NULL,               -- relative to the workspace, or absolute when linked
+            linked INTEGER NOT NULL DEFAULT 0,
+            manifest TEXT NOT NULL,           -- JSON: files (path, size, crc32c), shapes, dtypes
+            n_samples INTEGER NOT NULL,
+            n_classes INTEGER,
+            n_files INTEGER NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            sample_shape TEXT,                -- JSON list
+            classes TEXT,                     -- JSON {label: count}
+            parent_id INTEGER REFERENCES datasets(id),
+            transform TEXT,                   -- JSON {"name": ..., "params": {...}} that derived it
+            remote_url TEXT,                  -- gs://… when pushed
+            source TEXT,                      -- where it was imported from
+            created REAL NOT NULL,
+            UNIQUE (name, version)
+        );
+
+        CREATE TABLE experiments (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            grid_file TEXT,
+            grid_text TEXT NOT NULL,          -- the TOML exactly as submitted
+            created REAL NOT NULL
+        );
+
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+            config_hash TEXT NOT NULL,
+            config TEXT NOT NULL,             -- JSON: model, params, dataset, split, preprocessing
+            model TEXT NOT NULL,
+            dataset TEXT NOT NULL,            -- name@version
+            state TEXT NOT NULL DEFAULT 'queued'
+                CHECK (state IN ('queued', 'held', 'running', 'succeeded', 'failed', 'cancelled')),
+            priority INTEGER NOT NULL DEFAULT 0,
+            attempt INTEGER NOT NULL DEFAULT 0,     -- claims so far; guards late writes
+            failures INTEGER NOT NULL DEFAULT 0,    -- attempts that crashed or errored
+            max_failures INTEGER NOT NULL DEFAULT 3,
+            slot TEXT,
+            gpu TEXT,
+            host TEXT,
+            pid INTEGER,
+            pid_started REAL,                 -- process create time: tells pid reuse apart
+            scheduler_pid INTEGER,
+            heartbeat REAL,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            epoch INTEGER NOT NULL DEFAULT 0,
+            epochs INTEGER,
+            error TEXT,
+            created REAL NOT NULL,
+            claimed REAL,                     -- when this attempt was claimed
+            started REAL,                     -- first claim
+            ended REAL
+        );
+        CREATE INDEX jobs_by_state ON jobs (state, priority DESC, id);
+        CREATE INDEX jobs_by_config ON jobs (config_hash);
+        CREATE INDEX jobs_by_experiment ON jobs (experiment_id);
+
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER UNIQUE REFERENCES jobs(id),   -- NULL for runs made without training
+            experiment_id INTEGER REFERENCES experiments(id),
+            kind TEXT NOT NULL DEFAULT 'train',           -- train | ensemble
+            model TEXT NOT NULL,
+            params TEXT NOT NULL,             -- JSON
+            dataset TEXT NOT NULL,            -- name@version it trained on
+            epochs_done INTEGER NOT NULL DEFAULT 0,
+            best_epoch INTEGER,
+            monitor TEXT,                     -- metric that chose the best checkpoint
+            final TEXT,                       -- JSON: metrics of the last epoch
+            best TEXT,                        -- JSON: metrics of the best (saved) epoch
+            evaluation TEXT,                  -- JSON: evaluation of the saved model
+            model_path TEXT,
+            log_path TEXT,
+            model_url TEXT,
+            host TEXT,
+            gpu TEXT,
+            started REAL,
+            ended REAL,
+            created REAL NOT NULL
+        );
+        CREATE INDEX runs_by_experiment ON runs (experiment_id);
+
+        -- Append-only metric points; (run, key, step) makes re-ingestion harmless.
+        CREATE TABLE metrics (
+            run_id INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            value REAL,                       -- NULL for NaN
+            time REAL NOT NULL,
+            PRIMARY KEY (run_id, key, step)
+        ) WITHOUT ROWID;
+
+        -- The newest point per (run, key): a runs table never scans history.
+        CREATE TABLE latest_metrics (
+            run_id INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            value REAL,
+            time REAL NOT NULL,
+            PRIMARY KEY (run_id, key)
+        ) WITHOUT ROWID;
+
+        -- Rows written in the same transaction as the result they announce.
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            topic TEXT NOT NULL,              -- 'run'
+            ref INTEGER NOT NULL,             -- the run id
+            created REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_try REAL NOT NULL DEFAULT 0,
+            last_error TEXT,
+            parked INTEGER NOT NULL DEFAULT 0,
+            parked_reason TEXT
+        );
+        CREATE INDEX outbox_due ON outbox (parked, next_try);
+
+        -- Schedulers that run (or ran) on this workspace: lets a GUI attach.
+        CREATE TABLE schedulers (
+            id INTEGER PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            pid_started REAL,
+            host TEXT NOT NULL,
+            mode TEXT NOT NULL,               -- batch | gui | cli
+            slots TEXT NOT NULL,              -- JSON list of slot names
+            state TEXT NOT NULL,              -- running | paused | stopped
+            started REAL NOT NULL,
+            heartbeat REAL NOT NULL,
+            stopped REAL
+        );
+        """,
+    ),
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def now() -> float:
+    """Wall-clock time as stored in every table (seconds since the epoch)."""
+    return time.time()
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON, as stored in the JSON columns."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class Store:
+    """One workspace database, shared safely between threads and processes."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout: float = BUSY_TIMEOUT_S,
+        lock_wait: float = LOCK_WAIT_S,
+        migrate: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self.lock_wait = lock_wait
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        if migrate:
+            self.migrate()
+
+    # -- connections --------------------------------------------------------
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (autocommit mode: transactions are explicit)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=self.busy_timeout, isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.DatabaseError as exc:
+                raise BluenoError(
+                    f"cannot open the workspace database {self.path}: {exc}. "
+                    "If the file is damaged, restore it from a backup or choose another --home."
+                ) from None
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this store opened (all threads)."""
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _retry(self, op):
+        """Run ``op`` again while another process holds the lock, up to ``lock_wait``."""
+        deadline = time.monotonic() + self.lock_wait
+        delay = 0.01
+        while True:
+            try:
+                return op()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.5)
+
+    # -- transactions -------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """An exclusive write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT`` or rollback.
+
+        Keep the body short.  Nested use on the same thread joins the outer
+        transaction.
+        """
+        conn = self.connection()
+        if conn.in_transaction:
+            yield conn
+            return
+        self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            self._retry(lambda: conn.execute("COMMIT"))
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees the same database state."""
+        conn = self.connection()
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        """Read rows outside any explicit transaction."""
+        return self._retry(lambda: self.connection().execute(sql, params).fetchall())
+
+    def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def data_version(self) -> int:
+        """Changes when another connection commits: the GUI's cheap change probe."""
+        return self.connection().execute("PRAGMA data_version").fetchone()[0]
+
+    @property
+    def db(self):
+        """A ``sqlite_utils.Database`` over this thread's connection."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.connection())
+
+    # -- schema -------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        return self.connection().execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> int:
+        """Apply missing migrations; refuse a database made by a newer Blueno."""
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise BluenoError(
+                f"{self.path} has schema version {version}, but this Blueno knows only up to "
+                f"{SCHEMA_VERSION}: it was written by a newer Blueno. Upgrade Blueno "
+                "(git pull, then make), or open another workspace with --home."
+            )
+        if version == SCHEMA_VERSION:
+            return version
+        with self.write() as conn:
+            # Re-read inside the lock: another process may have migrated meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)"
+            )
+            for index in range(version, SCHEMA_VERSION):
+                name, sql = MIGRATIONS[index]
+                for statement in _split_sql(sql):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO _migrations (name, applied) VALUES (?, ?)", (name, now()))
+                conn.execute(f"PRAGMA user_version = {index + 1}")
+        return SCHEMA_VERSION
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would commit our transaction)."""
+    statements, current = [], []
+    for line in script.splitlines():
+        current.append(line)
+        candidate = "\n".join(current)
+        if sqlite3.complete_statement(candidate):
+            if candidate.strip():
+                statements.append(candidate)
+            current = []
+    rest = "\n".join(current).strip()
+    if rest:
+        statements.append(rest)
+    return statements
+
+
+def add_outbox(conn: sqlite3.Connection, topic: str, ref: int) -> None:
+    """Announce a result for sync; call inside the transaction that writes the result."""
+    conn.execute("INSERT INTO outbox (topic, ref, created) VALUES (?, ?, ?)", (topic, ref, now()))

@@ -1,0 +1,168 @@
+"""Locating a workspace: the folder that holds ``blueno.db``, data, models and logs.
+
+Chosen by ``--home`` or ``$BLUENO_HOME``; otherwise the repository root when
+Blueno runs from a checkout (where ``models/ logs/ credentials/`` live), else a
+per-user data folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blueno import BluenoError
+
+ENV_HOME = "BLUENO_HOME"
+SETTINGS_FILE = "settings.toml"
+
+# Filesystems on which SQLite's WAL mode (shared memory between processes)
+# does not work reliably.  Blueno refuses them instead of corrupting a queue.
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "fuse.sshfs",
+        "sshfs",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "fuse.glusterfs",
+        "lustre",
+        "gpfs",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "fuse.rclone",
+    }
+)
+
+
+def _checkout_root() -> Path | None:
+    """The repository root when this package runs from a source checkout."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "blueno").is_dir():
+        return root
+    return None
+
+
+def _user_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "blueno"
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem holding ``path``, from /proc/mounts (Linux only)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    path = path.resolve()
+    best: tuple[int, str] | None = None
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount_point = parts[1].replace("\\040", " ")
+        try:
+            path.relative_to(mount_point)
+        except ValueError:
+            continue
+        if best is None or len(mount_point) > best[0]:
+            best = (len(mount_point), parts[2])
+    return best[1] if best else None
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A workspace folder and the paths inside it."""
+
+    root: Path
+
+    @classmethod
+    def locate(cls, home: str | os.PathLike[str] | None = None) -> Workspace:
+        """``home`` if given, else ``$BLUENO_HOME``, else the checkout, else a user folder."""
+        chosen = home or os.environ.get(ENV_HOME) or _checkout_root() or _user_data_dir()
+        return cls(Path(chosen).expanduser().resolve())
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "blueno.db"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def credentials_dir(self) -> Path:
+        return self.root / "credentials"
+
+    @property
+    def zoo_dir(self) -> Path:
+        """User models: every ``*.py`` here may register models with the zoo."""
+        return self.root / "zoo"
+
+    @property
+    def settings_path(self) -> Path:
+        return self.root / SETTINGS_FILE
+
+    @property
+    def scheduler_lock_path(self) -> Path:
+        return self.root / ".scheduler.lock"
+
+    def run_dir(self, run_id: int) -> Path:
+        return self.models_dir / f"run-{run_id}"
+
+    def run_log(self, run_id: int) -> Path:
+        return self.logs_dir / f"run-{run_id}.log"
+
+    def ensure(self) -> Workspace:
+        """Create the folders; refuse a network filesystem with the reason."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BluenoError(
+                f"cannot create the workspace folder {self.root}: {exc.strerror}. "
+                f"Choose another with --home DIR or ${ENV_HOME}."
+            ) from None
+        fstype = filesystem_type(self.root)
+        if fstype in NETWORK_FILESYSTEMS:
+            raise BluenoError(
+                f"the workspace {self.root} is on a network filesystem ({fstype}). "
+                "SQLite's WAL mode, which keeps the job queue safe between processes, "
+                "does not work there. Put the workspace on a local disk (--home DIR); "
+                "datasets can still live on the network and be imported with --link."
+            )
+        for folder in (self.data_dir, self.models_dir, self.logs_dir, self.credentials_dir):
+            folder.mkdir(exist_ok=True)
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        """The settings file as a dict (empty when there is none)."""
+        try:
+            text = self.settings_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise BluenoError(f"{self.settings_path}: {exc}. Fix the TOML syntax there.") from None
+
+    def open_store(self):  # -> blueno.store.Store (imported lazily to keep this module light)
+        from blueno.store import Store
+
+        self.ensure()
+        return Store(self.db_path)
