@@ -46,7 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(commands)
+    _accept_home_anywhere(commands)
     return parser
+
+
+def _accept_home_anywhere(commands: argparse._SubParsersAction) -> None:
+    """Let ``--home`` follow the command too (``main.py --batch grid.toml --home DIR``)."""
+    for sub in set(commands.choices.values()):
+        if "--home" not in sub._option_string_actions:
+            sub.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _accept_home_anywhere(action)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,9 +66,8 @@ class Hyperparam:
             value = float(value)
             if not math.isfinite(value):
                 raise ValueError(f"{value!r} is not a finite number")
-        elif self.type is str:
-            if not isinstance(value, str):
-                raise ValueError(f"{value!r} is not text ({self.describe()})")
+        elif self.type is str and not isinstance(value, str):
+            raise ValueError(f"{value!r} is not text ({self.describe()})")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{value!r} is not {self.describe()}")
         if self.low is not None and value < self.low:

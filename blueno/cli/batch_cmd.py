@@ -1,0 +1,254 @@
+"""``blueno batch GRID`` (= ``python main.py --batch GRID``): queue a grid and run it to the end.
+
+For lab GPU boxes reached over SSH: validates, enqueues, runs one job per
+slot until the queue is empty, shows live progress, ends with the best runs,
+and exits non-zero if any job of the grid failed.  Ctrl-C (or SIGTERM) stops
+cleanly: running trainers checkpoint and their jobs are requeued, to resume
+on the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from typing import TextIO
+
+from blueno import BluenoError
+from blueno.cli.common import format_value, print_table
+from blueno.monitor import Progress, best_runs, progress
+from blueno.queue import JobQueue, JobState, SubmitResult
+from blueno.scheduler import JobExited, JobLaunched, Recovered, Scheduler, SchedulerEvent, detect_slots
+from blueno.store import Store
+from blueno.workspace import Workspace
+
+EXIT_FAILED_JOBS = 1
+EXIT_INTERRUPTED = 130
+
+
+def add_slot_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--slots", type=int, metavar="N", help="run N jobs at once on the CPU (no GPU)")
+    group.add_argument("--gpus", metavar="LIST",
+                       help="GPUs to use, e.g. 0,2 (default: $CUDA_VISIBLE_DEVICES, else every GPU NVML sees)")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "batch", help="queue a grid and run it to the end, headless",
+        description="Validate GRID, queue its configurations (skipping those already done), run them one "
+        "per GPU slot until the queue is empty, and print the best runs. Exit status: 0 all succeeded, "
+        "1 some job failed, 2 bad input, 130 interrupted.",
+    )
+    parser.add_argument("grid", metavar="GRID", help="grid file (TOML); see docs/grid.md")
+    add_slot_arguments(parser)
+    parser.add_argument("--no-sync", action="store_true", help="do not sync results to Elasticsearch")
+    parser.set_defaults(func=run_batch)
+
+
+def submit_grid(workspace: Workspace, store: Store, grid_path: str) -> tuple[object, SubmitResult]:
+    """Load, validate and queue a grid: the library call behind ``batch`` and ``queue add``."""
+    from blueno import datasets, zoo
+    from blueno.grid import load_grid
+
+    zoo.load(workspace)
+    grid = load_grid(grid_path)
+
+    def resolve(ref: str) -> str:
+        return datasets.resolve(store, workspace, ref).ref
+
+    return grid, JobQueue(store).submit(grid, resolve=resolve)
+
+
+def describe_submit(grid_path: str, result: SubmitResult) -> str:
+    parts = [f"{len(result.added)} new"]
+    if result.requeued:
+        parts.append(f"{len(result.requeued)} queued again")
+    if result.skipped:
+        parts.append(f"{result.skipped} already done or queued")
+    where = f"experiment {result.experiment_id}" if result.experiment_id else "nothing new to run"
+    return f"{grid_path}: {result.total} configurations ({', '.join(parts)}); {where}"
+
+
+def run_batch(workspace: Workspace, args: argparse.Namespace) -> int:
+    from blueno.scheduler import active_scheduler
+
+    slots = detect_slots(gpus=args.gpus, slots=args.slots)
+    workspace.ensure()
+    other = active_scheduler(workspace)
+    if other is not None:
+        raise BluenoError(
+            f"a {other.mode} scheduler (pid {other.pid} on {other.host}) already runs on {workspace.root}. "
+            f"Queue the grid for it with `blueno queue add {args.grid}`, or stop it first."
+        )
+    with workspace.open_store() as store:
+        grid, result = submit_grid(workspace, store, args.grid)
+        print(describe_submit(args.grid, result), flush=True)
+        experiment_ids = _experiments_of(store, grid, result)
+        sync = None
+        if not args.no_sync:
+            from blueno import elastic
+
+            sync = elastic.start_background_sync(workspace, store)
+        display = Display(store, experiment_ids, slots=[s.name for s in slots], out=sys.stdout)
+        scheduler = Scheduler(workspace, slots, mode="batch", on_event=display.on_event)
+        interrupted = _run_with_signals(scheduler, display)
+        if sync is not None:
+            sync.stop()
+        display.finish()
+        failed = sum(JobQueue(store).counts(e)[JobState.FAILED] for e in experiment_ids)
+        _print_best(store, experiment_ids)
+    if interrupted:
+        print("stopped: interrupted jobs were checkpointed and requeued; run the same command to resume.")
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED_JOBS if failed else 0
+
+
+def _experiments_of(store: Store, grid: object, result: SubmitResult) -> list[int]:
+    """The experiments this grid's configurations belong to (earlier submissions included)."""
+    if result.experiment_id is not None:
+        return [result.experiment_id]
+    rows = store.query("SELECT id FROM experiments WHERE name = ? AND grid_text = ?",
+                       (grid.name, grid.text))  # type: ignore[attr-defined]
+    return [row["id"] for row in rows]
+
+
+def _run_with_signals(scheduler: Scheduler, display: Display) -> bool:
+    """Run the scheduler in a thread; the main thread draws and turns signals into a clean stop."""
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            display.note("stopping harder: killing running trainers now")
+            scheduler.hurry()
+            return
+        stopping.set()
+        display.note("stopping: running trainers checkpoint and their jobs are requeued "
+                     "(press Ctrl-C again to kill them now)")
+        scheduler.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            scheduler.run(until_empty=True)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="blueno-scheduler")
+    try:
+        thread.start()
+        while thread.is_alive():
+            display.draw()
+            thread.join(display.interval)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if errors:
+        raise errors[0]
+    return stopping.is_set()
+
+
+class Display:
+    """Live progress in the terminal: redrawn in place on a TTY, one line per event otherwise."""
+
+    def __init__(self, store: Store, experiment_ids: list[int], slots: list[str], out: TextIO) -> None:
+        self.store = store
+        self.experiment_ids = experiment_ids
+        self.slots = slots
+        self.out = out
+        self.tty = out.isatty()
+        self.interval = 0.5 if self.tty else 30.0
+        self._lines_drawn = 0
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+
+    def on_event(self, event: SchedulerEvent) -> None:
+        """Called from the scheduler thread; on a TTY the next draw shows it anyway."""
+        if isinstance(event, Recovered):
+            report = event.report
+            if report.requeued or report.cancelled or report.failed:
+                self.note(f"recovered from an earlier stop: {len(report.requeued)} jobs requeued to resume, "
+                          f"{len(report.cancelled)} cancelled, {len(report.failed)} failed")
+        elif not self.tty and isinstance(event, JobLaunched):
+            self.note(f"job {event.job_id} (run {event.run_id}) started on {event.slot}, attempt {event.attempt}")
+        elif not self.tty and isinstance(event, JobExited):
+            self.note(f"job {event.job_id} (run {event.run_id}) on {event.slot}: {event.state}")
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            self._erase()
+            print(text, file=self.out, flush=True)
+
+    def _snapshot(self) -> Progress:
+        total: Progress | None = None
+        for experiment_id in self.experiment_ids or [None]:
+            snap = progress(self.store, experiment_id)
+            if total is None:
+                total = snap
+            else:
+                total = Progress({s: total.counts[s] + snap.counts[s] for s in JobState}, total.running)
+        assert total is not None
+        return total
+
+    def lines(self) -> list[str]:
+        snap = self._snapshot()
+        done, size = snap.finished, snap.total
+        width = 30
+        filled = int(width * done / size) if size else width
+        counts = ", ".join(f"{n} {state}" for state, n in snap.counts.items() if n)
+        elapsed = time.monotonic() - self._started
+        lines = [f"[{'#' * filled}{'.' * (width - filled)}] {done}/{size}  {counts}  ({elapsed:.0f}s)"]
+        busy = {p.slot: p for p in snap.running}
+        for slot in self.slots:
+            p = busy.get(slot)
+            if p is None:
+                lines.append(f"  {slot}: idle")
+                continue
+            epochs = f"{p.epoch}/{p.epochs}" if p.epochs else str(p.epoch)
+            metric = f"  {p.metric} {format_value(p.value)}" if p.metric else ""
+            lines.append(f"  {slot}: job {p.job_id} {p.model} epoch {epochs}{metric}  (attempt {p.attempt})")
+        return lines
+
+    def draw(self) -> None:
+        with self._lock:
+            lines = self.lines()
+            if self.tty:
+                self._erase()
+                self.out.write("\n".join(lines) + "\n")
+                self._lines_drawn = len(lines)
+            else:
+                self.out.write(lines[0] + "\n")
+            self.out.flush()
+
+    def _erase(self) -> None:
+        if self.tty and self._lines_drawn:
+            self.out.write(f"\x1b[{self._lines_drawn}F\x1b[J")
+            self._lines_drawn = 0
+
+    def finish(self) -> None:
+        with self._lock:
+            self._erase()
+            self._lines_drawn = 0
+        print(self.lines()[0], file=self.out, flush=True)
+
+
+def _print_best(store: Store, experiment_ids: list[int]) -> None:
+    runs = []
+    for experiment_id in experiment_ids:
+        runs.extend(best_runs(store, experiment_id, limit=1000))
+    if not runs:
+        return
+    # Show the parameters that differ between runs: those are what the grid explored.
+    keys = sorted({k for run in runs for k in run.params})
+    varying = [k for k in keys if len({repr(run.params.get(k)) for run in runs}) > 1]
+    print("\nbest runs:")
+    rows = [
+        (run.run_id, run.model, run.monitor, run.score, run.best.get("val_accuracy"), run.duration,
+         ", ".join(f"{k}={format_value(run.params[k])}" for k in varying if k in run.params))
+        for run in runs[:5]
+    ]
+    print_table(rows, ("run", "model", "monitor", "best", "val_accuracy", "seconds", "params"))

@@ -1,0 +1,641 @@
+"""GPU slots, and launching and supervising one trainer subprocess per slot.
+
+One scheduler per workspace (a lock file says which); it claims a job the
+moment a slot frees, starts ``python -m blueno.trainer JOB ATTEMPT`` in its own
+process group with ``CUDA_VISIBLE_DEVICES`` set to the slot's GPU, and waits
+on the processes themselves (pidfds), so there is no polling gap between one
+job ending and the next starting.  Whatever it learns goes to the database;
+the GUI and the ``--batch`` display read it from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import selectors
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+import psutil
+
+from blueno import BluenoError
+from blueno.queue import Job, JobQueue, JobState, RecoveryReport
+from blueno.store import Store, dumps, now
+from blueno.workspace import Workspace
+
+GRACE_S = 10.0  # SIGTERM → SIGKILL
+HEARTBEAT_S = 2.0
+IDLE_WAIT_S = 0.2  # how often an idle scheduler looks for new jobs and cancel requests
+TRAINER_ENV = "BLUENO_TRAINER"  # a command that replaces `python -m blueno.trainer`
+
+
+# -- slots ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str  # "gpu0", "cpu1"
+    gpu: str | None  # the CUDA device id the trainer sees, None for a CPU slot
+
+
+def nvml_gpu_count() -> int:
+    """GPUs NVML can see; 0 without a driver (a laptop, CI)."""
+    try:
+        import pynvml
+    except ImportError:
+        return 0
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, …
+        return 0
+    try:
+        return int(pynvml.nvmlDeviceGetCount())
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+def detect_slots(gpus: str | None = None, slots: int | None = None) -> list[Slot]:
+    """``--gpus 0,2`` > ``--slots N`` (CPU) > ``$CUDA_VISIBLE_DEVICES`` > NVML > one CPU slot."""
+    if gpus is not None and slots is not None:
+        raise BluenoError("give either --gpus (GPU slots) or --slots (CPU slots), not both")
+    if gpus is not None:
+        ids = [g.strip() for g in gpus.split(",") if g.strip()]
+        if not ids:
+            raise BluenoError(f"--gpus {gpus!r} names no GPU; use e.g. --gpus 0,1")
+        return [Slot(f"gpu{g}", g) for g in ids]
+    if slots is not None:
+        if slots < 1:
+            raise BluenoError(f"--slots {slots}: need at least 1 slot")
+        return [Slot(f"cpu{i}", None) for i in range(slots)]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+        if ids:
+            return [Slot(f"gpu{g}", g) for g in ids]
+        return [Slot("cpu0", None)]
+    count = nvml_gpu_count()
+    if count:
+        return [Slot(f"gpu{i}", str(i)) for i in range(count)]
+    return [Slot("cpu0", None)]
+
+
+@dataclass(frozen=True)
+class GpuStat:
+    index: int
+    name: str
+    utilization: int  # percent
+    memory_used: int  # bytes
+    memory_total: int
+
+
+def gpu_stats() -> list[GpuStat]:
+    """Utilization and memory per GPU from NVML; empty where there is none."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:
+        return []
+    try:
+        stats = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            name = pynvml.nvmlDeviceGetName(handle)
+            stats.append(GpuStat(
+                i, name.decode() if isinstance(name, bytes) else name,
+                int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu), int(memory.used), int(memory.total),
+            ))
+        return stats
+    except Exception:
+        return []
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+# -- one scheduler per workspace ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchedulerInfo:
+    pid: int
+    host: str
+    mode: str
+    slots: list[str]
+    state: str
+    started: float
+
+
+class SchedulerLock:
+    """An exclusive ``flock`` on ``<workspace>/.scheduler.lock``.
+
+    The kernel drops it when the holder dies, however it dies, so a crashed
+    scheduler never leaves a stale lock behind.
+    """
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.path = workspace.scheduler_lock_path
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+
+def active_scheduler(workspace: Workspace, store: Store | None = None) -> SchedulerInfo | None:
+    """The scheduler running on this workspace (any process, this one included), or None."""
+    if not workspace.scheduler_lock_path.exists():
+        return None
+    probe = SchedulerLock(workspace)
+    if probe.try_acquire():
+        probe.release()
+        return None
+    own = store is None
+    store = store or workspace.open_store()
+    try:
+        row = store.query_one(
+            "SELECT pid, host, mode, slots, state, started FROM schedulers "
+            "WHERE stopped IS NULL ORDER BY id DESC LIMIT 1"
+        )
+    finally:
+        if own:
+            store.close()
+    if row is None:  # the holder is between taking the lock and registering
+        return SchedulerInfo(0, socket.gethostname(), "unknown", [], "starting", now())
+    return SchedulerInfo(row["pid"], row["host"], row["mode"], json.loads(row["slots"]), row["state"],
+                         row["started"])
+
+
+# -- processes ------------------------------------------------------------------
+
+
+def process_alive(pid: int, started: float | None) -> bool:
+    """Is *this* process (pid and start time: pids are reused) still running?"""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) < 0.05
+    except psutil.Error:
+        return False
+
+
+def kill_tree(pid: int, grace: float = GRACE_S) -> None:
+    """Stop a process, its process group and every descendant: SIGTERM, grace, SIGKILL.
+
+    Blocking; the scheduler's loop uses :class:`Launched` to do the same
+    without waiting.
+    """
+    try:
+        members = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        members = []
+    _signal_group(pid, signal.SIGTERM, members)
+    _, alive = psutil.wait_procs(members, timeout=grace)
+    _signal_group(pid, signal.SIGKILL, alive)
+    psutil.wait_procs(alive, timeout=2)
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    A trainer's grandchildren whose parent died are re-parented to the
+    scheduler instead of init, so it can kill and reap them: nothing a job
+    started outlives it, not even as a zombie.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def reap(processes: set[int]) -> set[int]:
+    """Collect the exit status of those of ``processes`` that are our finished children; the rest remain."""
+    remaining = set()
+    for pid in processes:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not (or no longer) our child: gone, or someone else's to reap
+            if psutil.pid_exists(pid) and process_alive(pid, None):
+                remaining.add(pid)
+            continue
+        if done == 0:
+            remaining.add(pid)
+    return remaining
+
+
+def _signal_group(pgid: int, sig: int, members: Sequence[psutil.Process]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    for member in members:  # descendants that left the group (setsid) too
+        with contextlib.suppress(psutil.Error):
+            member.send_signal(sig)
+
+
+@dataclass
+class Launched:
+    """A trainer process the scheduler started and supervises."""
+
+    job: Job
+    slot: Slot
+    popen: subprocess.Popen[bytes]
+    log: IO[bytes]
+    pidfd: int | None
+    kill_at: float | None = None  # set once SIGTERM was sent
+    interrupted: bool = False  # stopped by the scheduler, not by the user or a crash
+    members: list[psutil.Process] = field(default_factory=list)
+
+    def terminate(self, grace: float, *, interrupted: bool) -> None:
+        """SIGTERM the group now; :meth:`escalate` sends SIGKILL after ``grace``."""
+        self.interrupted = self.interrupted or interrupted
+        if self.kill_at is not None:
+            return
+        try:
+            self.members = psutil.Process(self.popen.pid).children(recursive=True)
+        except psutil.Error:
+            self.members = []
+        _signal_group(self.popen.pid, signal.SIGTERM, self.members)
+        self.kill_at = time.monotonic() + grace
+
+    def escalate(self) -> None:
+        if self.kill_at is not None and time.monotonic() >= self.kill_at:
+            _signal_group(self.popen.pid, signal.SIGKILL, self.members)
+
+    def cleanup(self) -> set[int]:
+        """After the trainer exits: nothing it started may outlive it; returns the pids to reap."""
+        _signal_group(self.popen.pid, signal.SIGKILL, self.members)
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        self.log.close()
+        return {member.pid for member in self.members}
+
+
+def _log_tail(path: os.PathLike[str], limit: int = 300) -> str:
+    """The last non-empty line of a log, shortened: a hint for the job's error."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 4096))
+            lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [line for line in lines if line]
+    return lines[-1][:limit] if lines else ""
+
+
+# -- the scheduler --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobLaunched:
+    job_id: int
+    run_id: int | None
+    slot: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class JobExited:
+    job_id: int
+    run_id: int | None
+    slot: str
+    state: JobState
+    returncode: int
+
+
+@dataclass(frozen=True)
+class Recovered:
+    report: RecoveryReport
+
+
+SchedulerEvent = JobLaunched | JobExited | Recovered
+
+
+class Scheduler:
+    """Runs queued jobs on ``slots`` until stopped (or, in batch mode, until the queue is empty)."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        slots: Sequence[Slot],
+        *,
+        mode: str = "batch",
+        trainer_command: Sequence[str] | None = None,
+        grace: float = GRACE_S,
+        heartbeat: float = HEARTBEAT_S,
+        on_event: Callable[[SchedulerEvent], None] | None = None,
+    ) -> None:
+        if not slots:
+            raise BluenoError("a scheduler needs at least one slot")
+        self.workspace = workspace.ensure()
+        self.slots = list(slots)
+        self.mode = mode
+        env_command = os.environ.get(TRAINER_ENV)
+        self.trainer_command = list(
+            trainer_command or (shlex.split(env_command) if env_command else [sys.executable, "-m",
+                                                                              "blueno.trainer"])
+        )
+        self.grace = grace
+        self.heartbeat_interval = heartbeat
+        self.on_event = on_event
+        self.host = socket.gethostname()
+        self._lock = SchedulerLock(workspace)
+        self._running: dict[str, Launched] = {}  # slot name → process
+        self._orphans: set[int] = set()  # descendants of ended trainers, killed, waiting to be reaped
+        self._paused = threading.Event()
+        self._stop = threading.Event()
+        self._cancel_on_stop = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._thread: threading.Thread | None = None
+        self._scheduler_row: int | None = None
+        self.error: BaseException | None = None
+        self.state = "stopped"
+
+    # -- control (thread-safe) ------------------------------------------------
+
+    def start(self) -> threading.Thread:
+        """Run in a background thread (the GUI's way); raises at once if another scheduler runs."""
+        self._acquire()
+        self._thread = threading.Thread(target=self._thread_main, name="blueno-scheduler", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def pause(self) -> None:
+        """Start no new job; running ones go on."""
+        self._paused.set()
+        self._wake()
+
+    def resume(self) -> None:
+        self._paused.clear()
+        self._wake()
+
+    def stop(self, cancel_running: bool = False) -> None:
+        """Stop: running jobs are cancelled, or (default) checkpointed and requeued to resume later."""
+        self._cancel_on_stop = self._cancel_on_stop or cancel_running
+        self._stop.set()
+        self._wake()
+
+    def hurry(self) -> None:
+        """Skip what is left of the grace period: SIGKILL trainers already told to stop."""
+        for launched in list(self._running.values()):
+            if launched.kill_at is not None:
+                launched.kill_at = 0.0
+        self._wake()
+
+    def kick(self) -> None:
+        """New jobs were queued in this process: look now rather than at the next tick."""
+        self._wake()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def busy_slots(self) -> dict[str, int]:
+        """Slot name → job id, for status displays."""
+        return {name: launched.job.id for name, launched in list(self._running.items())}
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self, until_empty: bool = False) -> None:
+        """Supervise jobs in the calling thread until :meth:`stop` (or an empty queue)."""
+        if not self._lock.held:
+            self._acquire()
+        store = self.workspace.open_store()
+        try:
+            self._loop(store, JobQueue(store), until_empty)
+        finally:
+            self._unregister(store)
+            store.close()
+            self._lock.release()
+            self.state = "stopped"
+
+    def _thread_main(self) -> None:
+        try:
+            self.run(until_empty=False)
+        except BaseException as exc:  # surfaced to the GUI through .error / .state
+            self.error = exc
+
+    def _acquire(self) -> None:
+        if not self._lock.try_acquire():
+            info = active_scheduler(self.workspace)
+            who = f"{info.mode} scheduler, pid {info.pid} on {info.host}" if info and info.pid else "a scheduler"
+            raise BluenoError(
+                f"{who} already runs on the workspace {self.workspace.root}. Only one may run at a "
+                "time: its jobs show in `blueno queue ls` and in the GUI; stop it first to start another."
+            )
+
+    def _loop(self, store: Store, queue: JobQueue, until_empty: bool) -> None:
+        self._register(store)
+        become_subreaper()
+        report = queue.recover(process_alive, lambda pid: kill_tree(pid, self.grace))
+        self._emit(Recovered(report))
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        next_heartbeat = time.monotonic() + self.heartbeat_interval
+        last_version = -1
+        try:
+            while not self._stop.is_set():
+                self._set_state(store, "paused" if self._paused.is_set() else "running")
+                if not self._paused.is_set():
+                    self._fill_slots(queue, selector)
+                if until_empty and not self._running and not queue.has_runnable():
+                    break
+                for key, _ in selector.select(IDLE_WAIT_S):
+                    if key.fd == self._wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_r, 4096)
+                self._reap(queue, selector)
+                version = store.data_version()
+                if version != last_version:  # someone else wrote: maybe a cancel request
+                    last_version = version
+                    self._honour_cancels(queue)
+                for launched in self._running.values():
+                    launched.escalate()
+                if self._orphans:
+                    self._orphans = reap(self._orphans)
+                if time.monotonic() >= next_heartbeat:
+                    next_heartbeat = time.monotonic() + self.heartbeat_interval
+                    queue.heartbeat(launched.job.id for launched in self._running.values())
+                    self._beat(store)
+            self._shutdown(queue, selector)
+        finally:
+            selector.close()
+
+    def _fill_slots(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
+        if len(self._running) == len(self.slots) or not queue.has_runnable():
+            return  # a cheap read; the write lock is taken only to claim
+        for slot in self.slots:
+            if slot.name in self._running:
+                continue
+            job = queue.claim(slot.name, slot.gpu, self.host, os.getpid())
+            if job is None:
+                return
+            self._launch(queue, selector, job, slot)
+
+    def _launch(self, queue: JobQueue, selector: selectors.BaseSelector, job: Job, slot: Slot) -> None:
+        run_id = job.run_id if job.run_id is not None else job.id
+        log_path = self.workspace.run_log(run_id)
+        log = open(log_path, "ab")  # noqa: SIM115 - closed in Launched.cleanup
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        log.write(f"\n=== {stamp} job {job.id} attempt {job.attempt} on {slot.name} ===\n".encode())
+        log.flush()
+        env = dict(os.environ)
+        env.update(
+            BLUENO_HOME=str(self.workspace.root),
+            BLUENO_SLOT=slot.name,
+            CUDA_VISIBLE_DEVICES=slot.gpu if slot.gpu is not None else "",
+            PYTHONUNBUFFERED="1",
+        )
+        if slot.gpu is None:  # share the CPU cores fairly between CPU slots
+            env["BLUENO_CPU_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.slots)))
+        command = [*self.trainer_command, str(job.id), str(job.attempt)]
+        try:
+            popen = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.workspace.root, env=env, start_new_session=True,
+            )
+        except OSError as exc:
+            log.close()
+            queue.on_exit(job.id, job.attempt, 127, detail=f"cannot start {command[0]}: {exc.strerror}")
+            return
+        try:
+            pid_started = psutil.Process(popen.pid).create_time()
+        except psutil.Error:
+            pid_started = None
+        try:
+            pidfd = os.pidfd_open(popen.pid)
+            selector.register(pidfd, selectors.EVENT_READ)
+        except (AttributeError, OSError):
+            pidfd = None  # old kernel: the loop's tick still notices the exit
+        self._running[slot.name] = Launched(job, slot, popen, log, pidfd)
+        if pid_started is not None:
+            queue.mark_started(job.id, job.attempt, popen.pid, pid_started)
+        self._emit(JobLaunched(job.id, job.run_id, slot.name, job.attempt))
+
+    def _reap(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
+        for name, launched in list(self._running.items()):
+            returncode = launched.popen.poll()
+            if returncode is None:
+                continue
+            del self._running[name]
+            if launched.pidfd is not None:
+                selector.unregister(launched.pidfd)
+            self._orphans |= launched.cleanup()
+            run_id = launched.job.run_id if launched.job.run_id is not None else launched.job.id
+            detail = "" if returncode == 0 else _log_tail(self.workspace.run_log(run_id))
+            state = queue.on_exit(
+                launched.job.id, launched.job.attempt, returncode,
+                interrupted=launched.interrupted, detail=detail,
+            )
+            self._emit(JobExited(launched.job.id, launched.job.run_id, name, state, returncode))
+
+    def _honour_cancels(self, queue: JobQueue) -> None:
+        by_job = {launched.job.id: launched for launched in self._running.values()}
+        for job_id in queue.cancel_requested(list(by_job)):
+            by_job[job_id].terminate(self.grace, interrupted=False)
+
+    def _shutdown(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
+        """Stop every trainer: SIGTERM (they checkpoint), grace, SIGKILL; record each ending."""
+        if not self._running:
+            return
+        if self._cancel_on_stop:
+            queue.cancel([launched.job.id for launched in self._running.values()])
+        for launched in self._running.values():
+            launched.terminate(self.grace, interrupted=not self._cancel_on_stop)
+        while self._running:
+            selector.select(0.05)
+            for launched in self._running.values():
+                launched.escalate()
+            self._reap(queue, selector)
+        deadline = time.monotonic() + 2.0
+        while self._orphans and time.monotonic() < deadline:
+            self._orphans = reap(self._orphans)
+            time.sleep(0.02)
+
+    # -- bookkeeping ----------------------------------------------------------------
+
+    def _register(self, store: Store) -> None:
+        t = now()
+        try:
+            pid_started = psutil.Process().create_time()
+        except psutil.Error:
+            pid_started = None
+        with store.write() as conn:
+            conn.execute("UPDATE schedulers SET stopped = ?, state = 'stopped' WHERE stopped IS NULL", (t,))
+            self._scheduler_row = conn.execute(
+                "INSERT INTO schedulers (pid, pid_started, host, mode, slots, state, started, heartbeat) "
+                "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+                (os.getpid(), pid_started, self.host, self.mode, dumps([s.name for s in self.slots]), t, t),
+            ).lastrowid
+        self.state = "running"
+
+    def _set_state(self, store: Store, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            with store.write() as conn:
+                conn.execute("UPDATE schedulers SET state = ? WHERE id = ?", (state, self._scheduler_row))
+
+    def _beat(self, store: Store) -> None:
+        with store.write() as conn:
+            conn.execute("UPDATE schedulers SET heartbeat = ? WHERE id = ?", (now(), self._scheduler_row))
+
+    def _unregister(self, store: Store) -> None:
+        if self._scheduler_row is None:
+            return
+        with contextlib.suppress(Exception), store.write() as conn:
+            conn.execute(
+                "UPDATE schedulers SET state = 'stopped', stopped = ? WHERE id = ?", (now(), self._scheduler_row)
+            )
+        self._scheduler_row = None
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"!")
+
+    def _emit(self, event: SchedulerEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+
+def recover_if_idle(workspace: Workspace, store: Store, grace: float = GRACE_S) -> RecoveryReport | None:
+    """Settle jobs left running when no scheduler is alive (None when one is: it will)."""
+    lock = SchedulerLock(workspace)
+    if not lock.try_acquire():
+        return None
+    try:
+        return JobQueue(store).recover(process_alive, lambda pid: kill_tree(pid, grace))
+    finally:
+        lock.release()

@@ -1,0 +1,154 @@
+"""The scheduler with real trainer subprocesses (the stand-in), real signals, real process groups."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+from conftest import STANDIN_COMMAND, standin_grid
+
+from blueno import BluenoError
+from blueno.queue import JobQueue, JobState
+from blueno.scheduler import Scheduler, Slot, active_scheduler, detect_slots
+from blueno.workspace import Workspace
+
+TWO_SLOTS = [Slot("cpu0", None), Slot("cpu1", None)]
+
+
+def make_scheduler(workspace: Workspace, slots=TWO_SLOTS, **kwargs) -> Scheduler:
+    return Scheduler(workspace, slots, trainer_command=STANDIN_COMMAND, **kwargs)
+
+
+def read_ledger(path) -> list[tuple[int, int, float, float]]:
+    if not path.exists():
+        return []
+    rows = [line.split(",") for line in path.read_text().splitlines() if line]
+    return [(int(j), int(a), float(s), float(e)) for j, a, s, e in rows]
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
+
+
+def test_that_a_grid_runs_to_the_end_one_job_per_slot(workspace, queue: JobQueue, ledger) -> None:
+    queue.submit(standin_grid(6, duration=0.3))
+    make_scheduler(workspace).run(until_empty=True)
+    assert queue.counts()[JobState.SUCCEEDED] == 6
+    runs = read_ledger(ledger)
+    assert sorted(job for job, *_ in runs) == [job.id for job in queue.jobs()]
+    # never more than two at once
+    events = sorted([(s, 1) for *_, s, _ in runs] + [(e, -1) for *_, e in runs])
+    level = peak = 0
+    for _, delta in events:
+        level += delta
+        peak = max(peak, level)
+    assert peak <= 2
+
+
+def test_that_slots_come_from_gpus_slots_or_the_environment(monkeypatch) -> None:
+    assert detect_slots(gpus="0,2") == [Slot("gpu0", "0"), Slot("gpu2", "2")]
+    assert detect_slots(slots=3) == [Slot("cpu0", None), Slot("cpu1", None), Slot("cpu2", None)]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
+    assert detect_slots() == [Slot("gpu1", "1"), Slot("gpu3", "3")]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert detect_slots() == [Slot("cpu0", None)]
+    with pytest.raises(BluenoError, match="either --gpus"):
+        detect_slots(gpus="0", slots=2)
+
+
+def test_that_each_trainer_sees_only_its_slots_gpu(workspace, queue: JobQueue, tmp_path) -> None:
+    probe = tmp_path / "probe.sh"
+    probe.write_text('#!/bin/sh\necho "$CUDA_VISIBLE_DEVICES" >> "$BLUENO_HOME/seen"\n'
+                     f'exec {" ".join(STANDIN_COMMAND)} "$@"\n')
+    probe.chmod(0o755)
+    queue.submit(standin_grid(4, duration=0.2))
+    Scheduler(workspace, [Slot("gpu0", "0"), Slot("gpu3", "3")], trainer_command=[str(probe)]).run(until_empty=True)
+    assert sorted(set((workspace.root / "seen").read_text().split())) == ["0", "3"]
+    assert queue.counts()[JobState.SUCCEEDED] == 4
+
+
+def test_that_only_one_scheduler_runs_per_workspace(workspace) -> None:
+    first = make_scheduler(workspace, mode="gui")
+    first.start()
+    try:
+        wait_for(lambda: active_scheduler(workspace) and active_scheduler(workspace).pid == os.getpid())
+        with pytest.raises(BluenoError, match="gui scheduler, pid .* already runs"):
+            make_scheduler(workspace).run(until_empty=True)
+    finally:
+        first.stop()
+        first.join(10)
+    assert active_scheduler(workspace) is None
+
+
+def test_that_a_killed_trainer_is_requeued_and_resumes_from_its_checkpoint(workspace, queue, ledger) -> None:
+    (job_id,) = queue.submit(standin_grid(1, duration=4.0, steps=8)).added
+    scheduler = make_scheduler(workspace, heartbeat=0.5)
+    scheduler.start()
+    try:
+        job = wait_for(lambda: (j := queue.get(job_id)).pid and j.epoch == 0 and
+                       (workspace.models_dir / f"run-{j.run_id}" / "standin.json").exists() and j)
+        os.kill(job.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_for(lambda: queue.get(job_id).attempt == 2)
+        print(f"requeued and relaunched {time.monotonic() - killed_at:.2f} s after SIGKILL")
+        assert time.monotonic() - killed_at < 2 * 0.5 + 0.5
+        wait_for(lambda: queue.get(job_id).state == JobState.SUCCEEDED, timeout=30)
+    finally:
+        scheduler.stop()
+        scheduler.join(20)
+    job = queue.get(job_id)
+    assert job.failures == 1 and job.attempt == 2
+    assert [(j, a) for j, a, *_ in read_ledger(ledger)] == [(job_id, 2)]
+    final = queue.store.query_one("SELECT final FROM runs WHERE job_id = ?", (job_id,))["final"]
+    assert '"resumed_from":0' not in final  # it continued from a checkpoint
+
+
+def test_that_cancel_leaves_no_process_behind_even_one_ignoring_sigterm(workspace, queue) -> None:
+    grace = 0.5
+    rounds = 5
+    (job_id,) = queue.submit(standin_grid(1, duration=600.0, grandchildren=2, ignore_sigterm=True)).added
+    scheduler = make_scheduler(workspace, slots=[Slot("cpu0", None)], grace=grace)
+    scheduler.start()
+    leftovers = 0
+    try:
+        for _ in range(rounds):
+            job = wait_for(lambda: (j := queue.get(job_id)).state == JobState.RUNNING and j.pid and j)
+            trainer = psutil.Process(job.pid)
+            family = wait_for(lambda t=trainer: len(kids := t.children(recursive=True)) >= 2 and kids)
+            family.append(trainer)
+            queue.cancel([job_id])
+            cancelled_at = time.monotonic()
+            wait_for(lambda: queue.get(job_id).state == JobState.CANCELLED)
+            gone, alive = psutil.wait_procs(family, timeout=max(0.0, grace + 1 - (time.monotonic() - cancelled_at)))
+            leftovers += len(alive)
+            queue.retry([job_id])
+            scheduler.kick()
+    finally:
+        queue.cancel([job_id])
+        scheduler.stop()
+        scheduler.join(20)
+    print(f"cancel x{rounds}: {leftovers} processes left after grace + 1 s")
+    assert leftovers == 0
+
+
+def test_that_stopping_the_scheduler_requeues_running_jobs_to_resume(workspace, queue) -> None:
+    ids = queue.submit(standin_grid(2, duration=30.0, steps=30)).added
+    scheduler = make_scheduler(workspace)
+    thread = threading.Thread(target=scheduler.run)
+    thread.start()
+    wait_for(lambda: queue.counts()[JobState.RUNNING] == 2 and all(j.pid for j in queue.jobs()))
+    scheduler.stop()
+    thread.join(30)
+    jobs = queue.jobs(ids=ids)
+    assert [job.state for job in jobs] == [JobState.QUEUED, JobState.QUEUED]
+    assert [job.failures for job in jobs] == [0, 0]

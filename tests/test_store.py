@@ -1,0 +1,93 @@
+"""The workspace database: connection rules, migrations, lock waits."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from blueno import BluenoError
+from blueno.store import SCHEMA_VERSION, Store
+from blueno.workspace import Workspace
+
+
+def test_that_a_new_database_is_in_wal_mode_with_full_sync_and_the_current_schema(store: Store) -> None:
+    conn = store.connection()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+    assert store.schema_version() == SCHEMA_VERSION
+    names = {row[0] for row in store.query("SELECT name FROM _migrations")}
+    assert "0001_initial" in names
+    tables = {row[0] for row in store.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"datasets", "experiments", "jobs", "runs", "metrics", "latest_metrics", "outbox"} <= tables
+
+
+def test_that_a_database_from_a_newer_blueno_is_refused_with_the_fix(workspace: Workspace) -> None:
+    conn = sqlite3.connect(workspace.db_path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(BluenoError, match="newer Blueno.*Upgrade Blueno"):
+        Store(workspace.db_path)
+
+
+def test_that_a_failed_write_leaves_the_database_as_it_was(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.write() as conn:
+        conn.execute("INSERT INTO experiments (name, grid_text, created) VALUES ('x', '', 0)")
+        raise RuntimeError("boom")
+    assert store.query("SELECT count(*) FROM experiments")[0][0] == 0
+
+
+def test_that_a_write_waits_out_a_lock_held_longer_than_the_busy_timeout(workspace: Workspace) -> None:
+    """Another process holds the write lock for twice the busy timeout: no error, it completes after."""
+    busy_timeout = 0.5
+    Store(workspace.db_path).close()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sqlite3, sys, time
+        conn = sqlite3.connect({str(workspace.db_path)!r}, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO experiments (name, grid_text, created) VALUES ('holder', '', 0)")
+        print("locked", flush=True)
+        time.sleep({2 * busy_timeout})
+        conn.execute("COMMIT")
+    """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    store = Store(workspace.db_path, busy_timeout=busy_timeout, migrate=False)
+    started = time.monotonic()
+    with store.write() as conn:
+        conn.execute("INSERT INTO experiments (name, grid_text, created) VALUES ('waiter', '', 0)")
+    waited = time.monotonic() - started
+    holder.wait(10)
+    names = [row[0] for row in store.query("SELECT name FROM experiments ORDER BY id")]
+    store.close()
+    assert names == ["holder", "waiter"]
+    assert waited >= busy_timeout  # it really had to wait past one busy timeout
+
+
+def test_that_data_version_changes_when_another_connection_commits(workspace: Workspace) -> None:
+    watcher, writer = Store(workspace.db_path), Store(workspace.db_path)
+    before = watcher.data_version()
+    assert watcher.data_version() == before
+    with writer.write() as conn:
+        conn.execute("INSERT INTO experiments (name, grid_text, created) VALUES ('x', '', 0)")
+    assert watcher.data_version() != before
+    watcher.close()
+    writer.close()
+
+
+def test_that_a_workspace_on_a_network_filesystem_is_refused(tmp_path, monkeypatch) -> None:
+    import blueno.workspace as workspace_module
+
+    monkeypatch.setattr(workspace_module, "filesystem_type", lambda path: "nfs4")
+    with pytest.raises(BluenoError, match="network filesystem.*local disk"):
+        Workspace(tmp_path / "ws").ensure()
+
+
+def test_that_the_workspace_is_chosen_by_home_then_environment(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BLUENO_HOME", str(tmp_path / "from-env"))
+    assert Workspace.locate().root == (tmp_path / "from-env").resolve()
+    assert Workspace.locate(tmp_path / "given").root == (tmp_path / "given").resolve()
