@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import psutil
@@ -37,6 +38,7 @@ GRACE_S = 10.0  # SIGTERM → SIGKILL
 HEARTBEAT_S = 2.0
 IDLE_WAIT_S = 0.2  # how often an idle scheduler looks for new jobs and cancel requests
 TRAINER_ENV = "BLUENO_TRAINER"  # a command that replaces `python -m blueno.trainer`
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 # -- slots ------------------------------------------------------------------
@@ -513,6 +515,8 @@ class Scheduler:
         log.write(f"\n=== {stamp} job {job.id} attempt {job.attempt} on {slot.name} ===\n".encode())
         log.flush()
         env = dict(os.environ)
+        # The trainer imports this very Blueno, installed or not (cwd is the workspace).
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
         env.update(
             BLUENO_HOME=str(self.workspace.root),
             BLUENO_SLOT=slot.name,

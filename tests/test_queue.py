@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 
-from conftest import standin_grid
+from standin_model import standin_grid
 
 from blueno.queue import JobQueue, JobState, finish_success
 from blueno.store import Store

@@ -9,7 +9,7 @@ import time
 
 import psutil
 import pytest
-from conftest import STANDIN_COMMAND, standin_grid
+from standin_model import STANDIN_COMMAND, standin_grid
 
 from blueno import BluenoError
 from blueno.queue import JobQueue, JobState

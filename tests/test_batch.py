@@ -1,0 +1,103 @@
+"""``python main.py --batch GRID`` as a user runs it: a real process, killed and restarted."""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import db_content
+from standin_model import STANDIN, standin_grid_text
+
+from blueno import datasets
+from blueno.queue import JobQueue, JobState
+from blueno.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def batch_workspace(workspace: Workspace, store, ledger: Path, monkeypatch) -> Workspace:
+    """A workspace whose zoo knows the stand-in model, with the demo dataset, running the stand-in trainer."""
+    workspace.zoo_dir.mkdir(exist_ok=True)
+    shutil.copy(Path(__file__).with_name("standin_model.py"), workspace.zoo_dir / "standin_model.py")
+    datasets.make_demo(workspace, store)
+    monkeypatch.setenv("BLUENO_TRAINER", f"{sys.executable} {STANDIN}")
+    return workspace
+
+
+def start_batch(workspace: Workspace, grid: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "--batch", str(grid), "--home", str(workspace.root), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def test_that_batch_runs_a_grid_to_the_end_and_prints_progress_and_best_runs(batch_workspace, tmp_path) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text(standin_grid_text(4, dataset="digits", duration=0.2))
+    batch = start_batch(batch_workspace, grid, "--slots", "2", "--no-sync")
+    out, _ = batch.communicate(timeout=120)
+    assert batch.returncode == 0, out
+    assert "4 configurations (4 new)" in out
+    assert "4/4" in out and "4 succeeded" in out
+    # Submitting the same grid again runs nothing: every configuration already succeeded.
+    again = start_batch(batch_workspace, grid, "--slots", "2", "--no-sync")
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 0 and "4 already done or queued" in out
+
+
+def test_that_a_failed_job_makes_batch_exit_non_zero(batch_workspace, tmp_path) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text(standin_grid_text(2, dataset="digits", exit_code=2))
+    batch = start_batch(batch_workspace, grid, "--no-sync")
+    out, _ = batch.communicate(timeout=120)
+    assert batch.returncode == 1, out
+    assert "2 failed" in out
+
+
+def test_that_a_malformed_grid_exits_2_naming_the_file_and_leaves_the_database_unchanged(
+    batch_workspace, tmp_path
+) -> None:
+    before = db_content(batch_workspace.db_path)
+    grid = tmp_path / "bad.toml"
+    grid.write_text(standin_grid_text(2, dataset="digits", duration=-1.0))
+    batch = start_batch(batch_workspace, grid, "--no-sync")
+    out, _ = batch.communicate(timeout=60)
+    assert batch.returncode == 2
+    assert "bad.toml" in out and "duration" in out
+    assert db_content(batch_workspace.db_path) == before
+
+
+@pytest.mark.slow
+def test_that_sigkill_of_batch_mid_grid_then_restart_loses_no_job_and_runs_none_twice(
+    batch_workspace, tmp_path, ledger
+) -> None:
+    jobs = 30
+    grid = tmp_path / "grid.toml"
+    grid.write_text(standin_grid_text(jobs, dataset="digits", duration=0.6, steps=3))
+    with batch_workspace.open_store() as store:
+        queue = JobQueue(store)
+        for kill_after in (4, 12, 20):
+            batch = start_batch(batch_workspace, grid, "--slots", "2", "--no-sync")
+            deadline = time.monotonic() + 120
+            while queue.counts()[JobState.SUCCEEDED] < kill_after and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(batch.pid, signal.SIGKILL)
+            batch.communicate(timeout=30)
+        batch = start_batch(batch_workspace, grid, "--slots", "2", "--no-sync")
+        out, _ = batch.communicate(timeout=300)
+        assert batch.returncode == 0, out
+        counts = queue.counts()
+        lines = [line.split(",") for line in ledger.read_text().splitlines()]
+        completions = collections.Counter(int(job) for job, *_ in lines)
+    print(f"3 SIGKILLs of --batch: {counts[JobState.SUCCEEDED]}/{jobs} succeeded, "
+          f"{sum(1 for n in completions.values() if n > 1)} completed twice")
+    assert counts[JobState.SUCCEEDED] == jobs
+    assert len(completions) == jobs and set(completions.values()) == {1}
