@@ -1,6 +1,6 @@
 """Blueno's entry point.
 
-    python main.py                      open the desktop app on the workspace
+    python main.py [--home DIR]         open the desktop app on the workspace
     python main.py --batch GRID [...]   run a grid headless (same as `blueno batch GRID`)
     python main.py COMMAND [...]        any `blueno` command, e.g. `python main.py queue ls`
 
@@ -14,29 +14,31 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    from blueno.cli import build_parser
     from blueno.cli import main as cli_main
 
     if "--batch" in argv:
         index = argv.index("--batch")
         return cli_main([*argv[:index], "batch", *argv[index + 1:]])
-    commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    if any(arg in commands for arg in argv) or any(arg in ("-h", "--help", "--version") for arg in argv):
-        return cli_main(argv)
-    return run_gui(argv)
+    gui_options, rest = _gui_parser().parse_known_args(argv)
+    if any(not arg.startswith("-") for arg in rest) or any(arg in ("-h", "--help", "--version") for arg in rest):
+        return cli_main(argv)  # a command (or a typo of one: the CLI says which commands exist)
+    return run_gui(gui_options, rest)
 
 
-def run_gui(argv: list[str]) -> int:
+def _gui_parser():
     import argparse
 
+    parser = argparse.ArgumentParser(prog="main.py", add_help=False)
+    parser.add_argument("--home", metavar="DIR")
+    parser.add_argument("--demo-setup", action="store_true")
+    return parser
+
+
+def run_gui(args, qt_args: list[str]) -> int:
+    """Open the desktop app; ``--demo-setup`` first creates the demo dataset when it is missing."""
     from blueno import BluenoError
     from blueno.workspace import Workspace
 
-    parser = argparse.ArgumentParser(prog="main.py", description="Open the Blueno desktop app.")
-    parser.add_argument("--home", metavar="DIR", help="workspace folder")
-    parser.add_argument("--demo-setup", action="store_true",
-                        help="create the demo dataset in the workspace first when it has none")
-    args, qt_args = parser.parse_known_args(argv)
     try:
         workspace = Workspace.locate(args.home).ensure()
         if args.demo_setup:

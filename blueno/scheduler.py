@@ -365,9 +365,12 @@ class Scheduler:
         self.slots = list(slots)
         self.mode = mode
         env_command = os.environ.get(TRAINER_ENV)
-        self.trainer_command = list(
-            trainer_command or (shlex.split(env_command) if env_command else [sys.executable, "-m",
-                                                                              "blueno.trainer"])
+        command = trainer_command or (shlex.split(env_command) if env_command else None)
+        # Trainers run in the workspace: paths given relative to here must still find their files.
+        self.trainer_command = (
+            [str(Path(part).resolve()) if not os.path.isabs(part) and os.path.exists(part) else part
+             for part in command]
+            if command else [sys.executable, "-m", "blueno.trainer"]
         )
         self.grace = grace
         self.heartbeat_interval = heartbeat
