@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.blueno-installed
 export QT_QPA_PLATFORM ?= offscreen
 SLOTS  ?= 2
 
-.PHONY: run demo test lint test-reliability bench bench-peers screenshots clean-demo
+.PHONY: run demo test lint test-reliability bench bench-peers screenshots system-gui-libs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,17 @@ test-reliability: $(STAMP)
 bench: $(STAMP)
 	@$(PY) benchmarks/scheduler_overhead.py
 	@$(PY) benchmarks/metrics_path.py
+
+# Debian packages a real window needs (Xvfb and Qt's xcb plugin libraries); installed when missing.
+XCB_LIBS := xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 \
+	libxcb-xkb1 libxkbcommon-x11-0 libxcb-shape0 libxcb-randr0 libegl1 libgl1 libfontconfig1 libdbus-1-3
+system-gui-libs:
+	@command -v xvfb-run >/dev/null && ldconfig -p | grep -q libxcb-cursor || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(XCB_LIBS); \
+	  else echo "install these Debian packages first: sudo apt-get install $(XCB_LIBS)"; exit 1; fi; }
+
+# PNGs of every view of the demo workspace, rendered in a real (virtual) X window.
+SHOTS ?= screenshots
+screenshots: $(STAMP) system-gui-libs
+	@$(PY) main.py data demo >/dev/null
+	@QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m gui.screenshots $(SHOTS)

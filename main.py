@@ -49,9 +49,27 @@ def run_gui(args, qt_args: list[str]) -> int:
     except BluenoError as exc:
         print(f"blueno: error: {exc}", file=sys.stderr)
         return 2
+    if not _has_display():
+        print(
+            "blueno: error: no display to open the app on (DISPLAY and WAYLAND_DISPLAY are unset). "
+            "On a headless box run grids with `python main.py --batch GRID` (or `make demo`); "
+            "for the app use `ssh -X`, or `xvfb-run python main.py` to render off-screen.",
+            file=sys.stderr,
+        )
+        return 2
     from gui.app import run
 
     return run(workspace, [sys.argv[0], *qt_args])
+
+
+def _has_display() -> bool:
+    import os
+
+    if not sys.platform.startswith("linux"):
+        return True
+    if os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] in ("offscreen", "minimal", "vnc", "eglfs", "linuxfb"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 if __name__ == "__main__":
