@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from blueno import BluenoError
 from blueno.cli.common import format_value, print_table
@@ -23,6 +23,9 @@ from blueno.queue import JobQueue, JobState, SubmitResult
 from blueno.scheduler import JobExited, JobLaunched, Recovered, Scheduler, SchedulerEvent, detect_slots
 from blueno.store import Store
 from blueno.workspace import Workspace
+
+if TYPE_CHECKING:
+    from blueno.grid import Grid
 
 EXIT_FAILED_JOBS = 1
 EXIT_INTERRUPTED = 130
@@ -48,13 +51,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_batch)
 
 
-def submit_grid(workspace: Workspace, store: Store, grid_path: str) -> tuple[object, SubmitResult]:
+def submit_grid(workspace: Workspace, store: Store, grid_path: str) -> tuple[Grid, SubmitResult]:
     """Load, validate and queue a grid: the library call behind ``batch`` and ``queue add``."""
-    from blueno import datasets, zoo
+    from blueno import datasets
     from blueno.grid import load_grid
 
-    zoo.load(workspace)
-    grid = load_grid(grid_path)
+    grid = load_grid(grid_path, workspace=workspace)  # knows the workspace's own models and transforms
 
     def resolve(ref: str) -> str:
         return datasets.resolve(store, workspace, ref).ref
@@ -99,19 +101,19 @@ def run_batch(workspace: Workspace, args: argparse.Namespace) -> int:
             sync.stop()
         display.finish()
         failed = sum(JobQueue(store).counts(e)[JobState.FAILED] for e in experiment_ids)
-        _print_best(store, experiment_ids)
+        _print_best(store, experiment_ids, grid.varying_params())
     if interrupted:
         print("stopped: interrupted jobs were checkpointed and requeued; run the same command to resume.")
         return EXIT_INTERRUPTED
     return EXIT_FAILED_JOBS if failed else 0
 
 
-def _experiments_of(store: Store, grid: object, result: SubmitResult) -> list[int]:
+def _experiments_of(store: Store, grid: Grid, result: SubmitResult) -> list[int]:
     """The experiments this grid's configurations belong to (earlier submissions included)."""
     if result.experiment_id is not None:
         return [result.experiment_id]
     rows = store.query("SELECT id FROM experiments WHERE name = ? AND grid_text = ?",
-                       (grid.name, grid.text))  # type: ignore[attr-defined]
+                       (grid.name, grid.text))
     return [row["id"] for row in rows]
 
 
@@ -236,15 +238,12 @@ class Display:
         print(self.lines()[0], file=self.out, flush=True)
 
 
-def _print_best(store: Store, experiment_ids: list[int]) -> None:
+def _print_best(store: Store, experiment_ids: list[int], varying: list[str]) -> None:
     runs = []
     for experiment_id in experiment_ids:
-        runs.extend(best_runs(store, experiment_id, limit=1000))
+        runs.extend(best_runs(store, experiment_id, limit=5))
     if not runs:
         return
-    # Show the parameters that differ between runs: those are what the grid explored.
-    keys = sorted({k for run in runs for k in run.params})
-    varying = [k for k in keys if len({repr(run.params.get(k)) for run in runs}) > 1]
     print("\nbest runs:")
     rows = [
         (run.run_id, run.model, run.monitor, run.score, run.best.get("val_accuracy"), run.duration,
