@@ -122,6 +122,8 @@ MIGRATIONS: list[tuple[str, str]] = [
             model_url TEXT,
             host TEXT,
             gpu TEXT,
+            blueno_version TEXT,              -- the Blueno that trained it
+            git_commit TEXT,                  -- `git rev-parse HEAD` of the workspace, when it is a checkout
             started REAL,
             ended REAL,
             created REAL NOT NULL
@@ -161,6 +163,13 @@ MIGRATIONS: list[tuple[str, str]] = [
             parked_reason TEXT
         );
         CREATE INDEX outbox_due ON outbox (parked, next_try);
+
+        -- Facts about this workspace database, e.g. 'workspace_id' (a UUID made on first sync)
+        -- that keeps this box's Elasticsearch documents apart from other boxes'.
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
 
         -- Schedulers that run (or ran) on this workspace: lets a GUI attach.
         CREATE TABLE schedulers (
