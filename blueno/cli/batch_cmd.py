@@ -89,16 +89,16 @@ def run_batch(workspace: Workspace, args: argparse.Namespace) -> int:
         grid, result = submit_grid(workspace, store, args.grid)
         print(describe_submit(args.grid, result), flush=True)
         experiment_ids = _experiments_of(store, grid, result)
-        sync = None
-        if not args.no_sync:
-            from blueno import elastic
+        from blueno import elastic
 
-            sync = elastic.start_background_sync(workspace, store)
+        sync = None if args.no_sync else elastic.start_background_sync(workspace, store)
         display = Display(store, experiment_ids, slots=[s.name for s in slots], out=sys.stdout)
         scheduler = Scheduler(workspace, slots, mode="batch", on_event=display.on_event)
         interrupted = _run_with_signals(scheduler, display)
         if sync is not None:
+            sync.drain(wait=10.0)  # the last runs, before we exit; what can't go now stays in the outbox
             sync.stop()
+            print(elastic.status(store).summary())
         display.finish()
         failed = sum(JobQueue(store).counts(e)[JobState.FAILED] for e in experiment_ids)
         _print_best(store, experiment_ids, grid.varying_params())
