@@ -101,3 +101,24 @@ def test_that_sigkill_of_batch_mid_grid_then_restart_loses_no_job_and_runs_none_
           f"{sum(1 for n in completions.values() if n > 1)} completed twice")
     assert counts[JobState.SUCCEEDED] == jobs
     assert len(completions) == jobs and set(completions.values()) == {1}
+
+
+def test_that_batch_sends_every_run_to_elasticsearch_before_it_exits(batch_workspace, tmp_path) -> None:
+    from es_server import EsTestServer
+
+    server = EsTestServer().up()
+    try:
+        (batch_workspace.root / "settings.toml").write_text(
+            f'[elasticsearch]\nurls = ["{server.url}"]\nindex_prefix = "lab"\n'
+        )
+        grid = tmp_path / "grid.toml"
+        grid.write_text(standin_grid_text(3, dataset="digits", duration=0.1))
+        batch = start_batch(batch_workspace, grid, "--slots", "2")
+        out, _ = batch.communicate(timeout=120)
+        assert batch.returncode == 0, out
+        assert "Elasticsearch: in sync" in out
+        runs = server.docs("lab-runs")
+        assert len(runs) == 3
+        assert sorted(doc["state"] for doc in runs.values()) == ["succeeded"] * 3
+    finally:
+        server.down()
