@@ -299,7 +299,8 @@ class Store:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite already rolled back after e.g. a full disk
+                conn.execute("ROLLBACK")
             raise
         else:
             self._retry(lambda: conn.execute("COMMIT"))

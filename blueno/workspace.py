@@ -8,6 +8,7 @@ per-user data folder.
 from __future__ import annotations
 
 import os
+import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,17 @@ class Workspace:
 
     def run_log(self, run_id: int) -> Path:
         return self.logs_dir / f"run-{run_id}.log"
+
+    def git_commit(self) -> str | None:
+        """``git rev-parse HEAD`` of the workspace when it is a checkout: what code a run was made with."""
+        if not (self.root / ".git").exists():
+            return None
+        try:
+            result = subprocess.run(["git", "-C", str(self.root), "rev-parse", "HEAD"], capture_output=True,
+                                    text=True, timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return result.stdout.strip() or None if result.returncode == 0 else None
 
     def ensure(self) -> Workspace:
         """Create the folders; refuse a network filesystem with the reason."""

@@ -1,0 +1,88 @@
+"""The model zoo: built-in architectures, the workspace's own models, and their typed hyperparameters.
+
+``load(workspace)`` fills the registry; ``get(name)`` returns a
+:class:`ModelSpec` whose ``build`` imports Keras only when called, so the CLI
+and the GUI can list models and validate grids without TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from blueno import BluenoError
+from blueno.zoo.base import (
+    INPUT_KINDS,
+    TRAINING_PARAMS,
+    Hyperparam,
+    ModelSpec,
+    all_models,
+    get,
+    load_user_models,
+    register,
+)
+
+if TYPE_CHECKING:
+    from blueno.workspace import Workspace
+
+__all__ = [
+    "INPUT_KINDS",
+    "TRAINING_PARAMS",
+    "Hyperparam",
+    "ModelSpec",
+    "all_models",
+    "check_input",
+    "get",
+    "load",
+    "load_user_models",
+    "register",
+    "resolve_params",
+]
+
+# What each input kind accepts, for the shape check and its message.
+_RANKS = {"image": ((2, 3), "(H, W) or (H, W, C)"), "volume": ((3, 4), "(D, H, W) or (D, H, W, C)")}
+
+
+def load(workspace: Workspace | None = None) -> dict[str, ModelSpec]:
+    """Register the built-in models and, given a workspace, the ``*.py`` files in its ``zoo/``."""
+    from blueno.zoo.models import BUILTIN
+
+    for spec in BUILTIN:
+        register(spec)
+    if workspace is not None:
+        load_user_models(workspace.zoo_dir)
+    return all_models()
+
+
+def resolve_params(spec: ModelSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Every model and training hyperparameter, checked and coerced, defaults filled in.
+
+    Raises :class:`BluenoError` naming the parameter, the model and the valid values.
+    """
+    declared = {hp.name: hp for hp in (*TRAINING_PARAMS, *spec.hyperparams)}
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise BluenoError(
+            f"model {spec.name!r} has no hyperparameter {', '.join(map(repr, unknown))}; "
+            f"it accepts: {', '.join(sorted(declared))}"
+        )
+    resolved = {}
+    for name, hp in declared.items():
+        try:
+            resolved[name] = hp.check(params[name]) if name in params else hp.default
+        except ValueError as exc:
+            raise BluenoError(f"model {spec.name!r}, hyperparameter {name!r}: {exc}") from None
+    return resolved
+
+
+def check_input(spec: ModelSpec, sample_shape: tuple[int, ...], dataset: str = "the dataset") -> None:
+    """Refuse data whose sample shape the model cannot take, saying what would fit."""
+    if spec.input_kind not in _RANKS:
+        return
+    ranks, wanted = _RANKS[spec.input_kind]
+    if len(sample_shape) not in ranks:
+        raise BluenoError(
+            f"model {spec.name!r} needs {spec.input_kind}s shaped {wanted}, but {dataset} has samples "
+            f"shaped {tuple(sample_shape)}. Choose a model that takes this data (e.g. 'mlp', which "
+            f"flattens any input), or add a preprocessing step that reshapes the samples to {wanted}."
+        )
