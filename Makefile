@@ -39,6 +39,7 @@ bench: $(STAMP)
 	@$(PY) benchmarks/scheduler_overhead.py
 	@$(PY) benchmarks/metrics_path.py
 	@$(PY) benchmarks/es_sync.py
+	@$(PY) benchmarks/gcs_sync.py
 
 # Debian packages a real window needs (Xvfb and Qt's xcb plugin libraries); installed when missing.
 XCB_LIBS := xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 \

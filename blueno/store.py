@@ -44,7 +44,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             name TEXT NOT NULL,
             version TEXT NOT NULL,            -- short hash of the manifest
             manifest_hash TEXT NOT NULL,      -- full sha256 of the canonical manifest
-            kind TEXT NOT NULL,               -- npy_folder | npz | image_folder | csv
+            kind TEXT NOT NULL,               -- npy_folder | npz | image_folder | csv | arrays (derived)
             path TEXT NOT NULL,               -- relative to the workspace, or absolute when linked
             linked INTEGER NOT NULL DEFAULT 0,
             manifest TEXT NOT NULL,           -- JSON: files (path, size, crc32c), shapes, dtypes
@@ -61,6 +61,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             created REAL NOT NULL,
             UNIQUE (name, version)
         );
+        CREATE INDEX datasets_by_parent ON datasets (parent_id);
 
         CREATE TABLE experiments (
             id INTEGER PRIMARY KEY,

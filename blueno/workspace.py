@@ -117,6 +117,11 @@ class Workspace:
         return self.root / "zoo"
 
     @property
+    def transforms_dir(self) -> Path:
+        """User preprocessing transforms (not ``etl/``: in a checkout that is the package itself)."""
+        return self.root / "transforms"
+
+    @property
     def settings_path(self) -> Path:
         return self.root / SETTINGS_FILE
 

@@ -1,0 +1,20 @@
+"""Preprocessing transforms that turn one dataset version into a derived one.
+
+Built-ins (normalize, resize, crop, center_crop, clip, mip) register on import;
+users add their own in ``<workspace>/transforms/*.py``::
+
+    import numpy as np
+    import etl
+
+    @etl.transform("invert")
+    def invert(batch: np.ndarray, *, maximum: float = 1.0) -> np.ndarray:
+        return maximum - batch
+
+``blueno.dataset_derive`` applies them with lineage and caching.  This package
+depends on numpy (and scipy for resize) only: no Blueno, no Qt.
+"""
+
+from etl import builtin  # noqa: F401  (registers the built-in transforms)
+from etl.registry import Transform, TransformError, check_step, get, load_user_transforms, names, transform
+
+__all__ = ["Transform", "TransformError", "check_step", "get", "load_user_transforms", "names", "transform"]

@@ -1,0 +1,238 @@
+"""Importing a dataset: detect, validate, copy and hash, then publish in one rename.
+
+Nothing half-imported stays behind: files are copied (and hashed in the same
+pass) into a scratch folder inside ``data/``, checked, and only then renamed
+to ``data/<name>/<version>/`` and recorded in the database.  Any error or a
+cancel removes the scratch folder; the source is only ever read.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+import uuid
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from blueno import BluenoError
+from blueno.dataset_kinds import ARCHIVE_SUFFIXES, InvalidDataset, Scan, detect_kind, scan
+from blueno.dataset_manifest import (
+    MANIFEST_FORMAT,
+    any_file,
+    copy_with_crc32c,
+    file_crc32c,
+    file_entry,
+    manifest_hash,
+    short_version,
+    verify_files,
+    walk_files,
+    write_manifest,
+)
+from blueno.dataset_task import Task, ensure_task
+from blueno.datasets import (
+    DatasetVersion,
+    check_name,
+    find,
+    insert_version,
+    verify,
+    version_folder,
+    write_stamp,
+)
+from blueno.store import Store
+from blueno.workspace import Workspace
+
+
+@dataclass
+class ImportResult:
+    version: DatasetVersion
+    existed: bool  # the same content was already imported under this name
+    ignored: list[str] = field(default_factory=list)  # files in the source that are not part of the dataset
+
+
+@contextmanager
+def scratch_folder(workspace: Workspace, purpose: str) -> Iterator[Path]:
+    """A fresh folder in ``data/`` (same filesystem, so publishing is a rename), always removed after."""
+    workspace.ensure()
+    folder = workspace.data_dir / f".tmp-{purpose}-{uuid.uuid4().hex[:12]}"
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def publish(staged: Path, target: Path, manifest: dict[str, Any]) -> None:
+    """Move a finished version folder into place with one rename (writing its manifest first).
+
+    A folder already there that matches the manifest is kept: another process
+    published the same version first.  One that does not match is replaced.
+    """
+    write_manifest(staged, manifest)
+    if target.exists():
+        if verify_files(target, manifest["files"], "", extra=any_file).ok:
+            return
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staged.rename(target)
+    except OSError:
+        if not verify_files(target, manifest["files"], "", extra=any_file).ok:
+            raise
+
+
+def default_name(path: Path) -> str:
+    name = path.name
+    for suffix in (*ARCHIVE_SUFFIXES, ".npz", ".csv"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name
+
+
+def build_manifest(found: Scan, files: list[dict[str, Any]], **lineage: Any) -> dict[str, Any]:
+    """The manifest; everything in it is part of the version's identity (no times, no local paths)."""
+    return {
+        "format": MANIFEST_FORMAT, "kind": found.kind, "files": sorted(files, key=lambda f: f["path"]),
+        "n_samples": found.n_samples, "sample_shape": list(found.sample_shape), "dtype": found.dtype,
+        "classes": found.classes, "class_names": found.class_names, "options": found.options,
+        "parent": lineage.get("parent"), "transform": lineage.get("transform"),
+    }
+
+
+def import_path(
+    workspace: Workspace,
+    store: Store,
+    path: str | Path,
+    *,
+    name: str | None = None,
+    label_col: str | None = None,
+    id_col: str | None = None,
+    link: bool = False,
+    task: Task | None = None,
+    source: str | None = None,
+    move: bool = False,
+) -> ImportResult:
+    """Import one folder, file or archive as a dataset version (see the module docstring).
+
+    ``move`` is for folders Blueno itself wrote in ``data/`` (the demo): they are
+    hashed in place and renamed instead of copied.
+    """
+    task = ensure_task(task)
+    path = Path(path).expanduser().absolute()
+    name = check_name(name or default_name(path))
+    kind = detect_kind(path)
+    with scratch_folder(workspace, "import") as scratch:
+        root = path
+        if kind == "archive":
+            if link:
+                raise BluenoError(f"{path} is an archive: it has to be extracted, so it cannot be --link'ed.")
+            root = extract_archive(path, scratch / "extracted", task)
+        try:
+            kind = detect_kind(root) if root != path else kind
+            if kind == "archive":
+                raise BluenoError(f"{path} holds only another archive; extract it and import the inner one.")
+            found = scan(root, kind, label_col=label_col, id_col=id_col)
+        except InvalidDataset as exc:
+            raise InvalidDataset(str(path), exc.problems) from None
+        except BluenoError as exc:  # name the archive, not the scratch folder it was extracted to
+            raise BluenoError(str(exc).replace(str(root), str(path))) from None
+        in_place = link or (move and found.root == path and not found.ignored)
+        task.start("hashing" if in_place else "copying", len(found.files),
+                   sum((found.root / f).stat().st_size for f in found.files))
+        entries = []
+        staged = found.root if in_place else scratch / "version"
+        for relpath in found.files:
+            src = found.root / relpath
+            if in_place:
+                crc = file_crc32c(src, task)
+            else:
+                crc = copy_with_crc32c(src, staged / relpath, task)
+            entries.append(file_entry(relpath, src.stat().st_size, crc))
+            task.advance(files=1, current=relpath)
+        manifest = build_manifest(found, entries)
+        full_hash = manifest_hash(manifest)
+        version = short_version(full_hash)
+        existing = find(store, workspace, name, version)
+        if existing is not None and (existing.linked or verify(workspace, existing).ok):
+            return ImportResult(existing, existed=True, ignored=found.ignored)
+        target = found.root if link else version_folder(workspace, name, version)
+        if not link:
+            publish(staged, target, manifest)
+        try:
+            imported = insert_version(
+                store, workspace, name=name, version=version, full_hash=full_hash, manifest=manifest,
+                path=target, linked=link, source=source or str(path),
+            )
+        except BaseException:
+            if not link and existing is None:
+                shutil.rmtree(target, ignore_errors=True)
+            raise
+        write_stamp(workspace, imported)
+        return ImportResult(imported, existed=existing is not None, ignored=found.ignored)
+
+
+# -- archives ---------------------------------------------------------------------------
+
+
+def safe_member_path(archive: Path, name: str) -> PurePosixPath:
+    """The member's path if it stays inside the extraction folder; refuse the archive otherwise."""
+    member = PurePosixPath(name.replace("\\", "/"))
+    if member.is_absolute() or ".." in member.parts or (member.parts and ":" in member.parts[0]):
+        raise BluenoError(
+            f"{archive} was not imported: its member {name!r} points outside the archive's folder "
+            "(a path-traversal archive). Nothing was extracted."
+        )
+    return member
+
+
+def extract_archive(archive: Path, into: Path, task: Task) -> Path:
+    """Extract a .zip or .tar(.gz) after checking every member; returns the dataset's root folder."""
+    into.mkdir(parents=True)
+    lower = archive.name.lower()
+    try:
+        if lower.endswith(".zip"):
+            with zipfile.ZipFile(archive) as zf:
+                infos = [i for i in zf.infolist() if not i.is_dir()]
+                for info in infos:
+                    safe_member_path(archive, info.filename)
+                    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                        raise BluenoError(
+                            f"{archive} was not imported: member {info.filename!r} is a symlink."
+                        )
+                task.start("extracting", len(infos), sum(i.file_size for i in infos))
+                for info in infos:
+                    target = into / safe_member_path(archive, info.filename)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                    task.advance(files=1, nbytes=info.file_size, current=info.filename)
+        else:
+            with tarfile.open(archive) as tf:
+                members = tf.getmembers()
+                for member in members:
+                    safe_member_path(archive, member.name)
+                    if not (member.isfile() or member.isdir()):
+                        raise BluenoError(
+                            f"{archive} was not imported: member {member.name!r} is a link or device, "
+                            "which a dataset archive should not contain."
+                        )
+                files = [m for m in members if m.isfile()]
+                task.start("extracting", len(files), sum(m.size for m in files))
+                for member in files:
+                    target = into / safe_member_path(archive, member.name)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    src = tf.extractfile(member)
+                    assert src is not None
+                    with src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                    task.advance(files=1, nbytes=member.size, current=member.name)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+        raise BluenoError(f"{archive} is not a readable archive: {exc}") from None
+    if not walk_files(into):
+        raise BluenoError(f"{archive} is an empty archive: there is nothing to import.")
+    entries = [p for p in into.iterdir() if not p.name.startswith(".")]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else into

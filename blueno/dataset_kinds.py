@@ -1,0 +1,564 @@
+"""The dataset layouts Blueno understands: detect, validate and load each one.
+
+A *scan* checks a candidate dataset without loading it whole: ``.npy`` headers
+and sizes, ``.npz`` member headers and CRCs, each image decoded on its own, a
+CSV read row by row.  Every problem is collected with the file it concerns, so
+the user gets the full list at once instead of fixing one error per attempt.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import zipfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blueno import BluenoError
+from blueno.dataset_manifest import walk_files
+
+KINDS = ("npy_folder", "npz", "image_folder", "csv", "arrays")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
+LABELS_FILE = "labels.csv"
+MAX_PROBLEMS_SHOWN = 20
+# What a loader returns: samples, their ids, and labels as int64 indices into the manifest's class_names.
+Samples = tuple[np.ndarray, list[str], np.ndarray]
+X_KEYS = ("x", "X")
+Y_KEYS = ("y", "Y")
+
+
+class InvalidDataset(BluenoError):
+    """A dataset that cannot be imported, with every problem found, by file."""
+
+    def __init__(self, source: str, problems: Sequence[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        shown = [f"  {name}: {message}" for name, message in self.problems[:MAX_PROBLEMS_SHOWN]]
+        if len(self.problems) > MAX_PROBLEMS_SHOWN:
+            shown.append(f"  … and {len(self.problems) - MAX_PROBLEMS_SHOWN} more")
+        count = len(self.problems)
+        super().__init__(
+            f"{source} was not imported: {count} problem{'s' if count != 1 else ''}\n" + "\n".join(shown)
+        )
+
+
+@dataclass
+class Scan:
+    """What a validated dataset holds, before it is copied and hashed."""
+
+    kind: str
+    root: Path  # manifest paths are relative to this folder
+    files: list[str]
+    n_samples: int
+    sample_shape: tuple[int, ...]
+    dtype: str
+    classes: dict[str, int]
+    class_names: list[str]
+    options: dict[str, str] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
+
+
+def sort_labels(labels: Iterable[str]) -> list[str]:
+    """Class order: numerically when every label is an integer (so "10" follows "9"), else by text."""
+    unique = set(labels)
+    try:
+        return sorted(unique, key=int)
+    except ValueError:
+        return sorted(unique)
+
+
+def class_indices(labels: Sequence[str] | np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """Labels as int64 indices into ``class_names``."""
+    unique, inverse = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    position = {name: i for i, name in enumerate(class_names)}
+    mapping = np.array([position[str(u)] for u in unique], dtype=np.int64)
+    return mapping[inverse.reshape(-1)]
+
+
+def _label_strings(y: np.ndarray) -> list[str] | None:
+    """Array labels as text; None when they are not class labels (floats with fractions, objects)."""
+    if y.dtype.kind in "iub":
+        return [str(int(v)) for v in y]
+    if y.dtype.kind in "US":
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in y.tolist()]
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        return [str(int(v)) for v in y]
+    return None
+
+
+# -- detection ----------------------------------------------------------------
+
+
+def detect_kind(path: Path) -> str:
+    """The kind of dataset at ``path`` (``archive`` for something to extract first), or why it is none."""
+    if not path.exists():
+        raise BluenoError(f"{path} does not exist. Check the path (is the drive mounted?).")
+    if path.is_file():
+        name = path.name.lower()
+        if name.endswith(".npz"):
+            return "npz"
+        if name.endswith(".csv"):
+            return "csv"
+        if name.endswith(ARCHIVE_SUFFIXES):
+            return "archive"
+        if name.endswith(".npy"):
+            raise BluenoError(
+                f"{path} is a single array without labels. Put one .npy array per sample in a folder "
+                f"with a {LABELS_FILE} (columns id,label), or save x and y arrays in one .npz."
+            )
+        raise BluenoError(
+            f"{path} is not a dataset Blueno can import: expected a folder, an .npz, a .csv, "
+            "a .zip or a .tar.gz."
+        )
+    files = walk_files(path)
+    if not files:
+        raise BluenoError(f"{path} is an empty folder: there is nothing to import.")
+    top = [f for f in files if "/" not in f]
+    if any(f.lower().endswith(".npy") for f in top):
+        return "npy_folder"
+    if any(f.lower().endswith(IMAGE_SUFFIXES) for f in files if "/" in f):
+        return "image_folder"
+    if len(files) == 1 and files[0].lower().endswith((".npz", ".csv")):
+        return "npz" if files[0].lower().endswith(".npz") else "csv"
+    suffixes = Counter(Path(f).suffix.lower() or "(no suffix)" for f in files)
+    found = ", ".join(f"{n} {s}" for s, n in suffixes.most_common(5))
+    raise BluenoError(
+        f"{path} holds no dataset Blueno recognises (found {found}). Expected .npy arrays with a "
+        f"{LABELS_FILE}, one sub-folder of PNG/JPEG images per class, or a single .npz or .csv."
+    )
+
+
+def belongs(kind: str, relpath: str) -> bool:
+    """Whether a file at ``relpath`` would be part of a dataset of this kind (for extra-file checks)."""
+    name = relpath.lower()
+    if kind == "npy_folder":
+        return "/" not in name and name.endswith(".npy")
+    if kind == "image_folder":
+        return "/" in name and name.endswith(IMAGE_SUFFIXES)
+    return False
+
+
+def scan(path: Path, kind: str, *, label_col: str | None = None, id_col: str | None = None) -> Scan:
+    """Validate the dataset at ``path`` as ``kind``; raise :class:`InvalidDataset` listing every problem."""
+    if path.is_dir() and kind in ("npz", "csv"):
+        path = path / walk_files(path)[0]
+    if kind == "npy_folder":
+        return _scan_npy_folder(path, label_col, id_col)
+    if kind == "npz":
+        return _scan_npz(path)
+    if kind == "image_folder":
+        return _scan_image_folder(path)
+    if kind == "csv":
+        return _scan_csv(path, label_col, id_col)
+    raise BluenoError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def _majority(values: dict[str, Any]) -> Any:
+    return Counter(values.values()).most_common(1)[0][0]
+
+
+def _shape_problems(shapes: dict[str, tuple[int, ...]], what: str) -> list[tuple[str, str]]:
+    """Files whose sample shape differs from the most common one."""
+    if not shapes:
+        return []
+    common = _majority(shapes)
+    count = sum(1 for s in shapes.values() if s == common)
+    return [
+        (name, f"{what} shape {shape} differs from {common}, the shape of {count} others")
+        for name, shape in shapes.items() if shape != common
+    ]
+
+
+# -- a folder of .npy arrays with labels.csv ---------------------------------------
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an .npy file from its header; ValueError if it is not a whole array."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        raise ValueError("holds Python objects (pickled), which Blueno does not load")
+    expected = math.prod(shape) * dtype.itemsize
+    actual = path.stat().st_size - offset
+    if actual != expected:
+        raise ValueError(f"truncated or corrupt: the header promises {expected} data bytes, found {actual}")
+    return tuple(shape), dtype
+
+
+def read_labels(
+    path: Path, label_col: str | None, id_col: str | None, problems: list[tuple[str, str]]
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """(ids, labels, the columns chosen) from a labels CSV; problems are appended, not raised."""
+    name = path.name
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        problems.append((name, f"cannot be read as CSV: {exc}"))
+        return [], [], {}
+    columns = ", ".join(header) or "none"
+    id_name = id_col or ("id" if "id" in header else (header[0] if header else ""))
+    if label_col is None:
+        others = [h for h in header if h != id_name]
+        label_col = "label" if "label" in header else (others[0] if len(others) == 1 else None)
+        if label_col is None:
+            problems.append((name, f"has no 'label' column (columns: {columns}); name it with --label-col"))
+            return [], [], {}
+    missing = [(wanted, flag) for wanted, flag in ((id_name, "--id-col"), (label_col, "--label-col"))
+               if wanted not in header]
+    if missing:
+        problems += [(name, f"has no column {w!r} (columns: {columns}); choose one with {flag}")
+                     for w, flag in missing]
+        return [], [], {}
+    id_index, label_index = header.index(id_name), header.index(label_col)
+    ids, labels, seen = [], [], set()
+    for line, row in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            problems.append((name, f"line {line} has {len(row)} cells, the header has {len(header)}"))
+            continue
+        sample, label = row[id_index].strip(), row[label_index].strip()
+        if not sample:
+            problems.append((name, f"line {line} has an empty {id_name!r}"))
+        elif not label:
+            problems.append((name, f"line {line}: id {sample!r} has an empty {label_col!r}"))
+        elif sample in seen:
+            problems.append((name, f"line {line}: id {sample!r} appears twice"))
+        else:
+            seen.add(sample)
+            ids.append(sample)
+            labels.append(label)
+    return ids, labels, {"id_col": id_name, "label_col": label_col}
+
+
+def _scan_npy_folder(root: Path, label_col: str | None, id_col: str | None) -> Scan:
+    problems: list[tuple[str, str]] = []
+    top = [f for f in walk_files(root) if "/" not in f]
+    arrays = {Path(f).stem: f for f in top if f.lower().endswith(".npy")}
+    csvs = [f for f in top if f.lower().endswith(".csv")]
+    labels_name = LABELS_FILE if LABELS_FILE in csvs else (csvs[0] if len(csvs) == 1 else None)
+    if labels_name is None:
+        raise InvalidDataset(str(root), [(LABELS_FILE, "is missing: write one with an id column "
+                                          "(the .npy file name without .npy) and a label column")])
+    ids, labels, options = read_labels(root / labels_name, label_col, id_col, problems)
+    shapes: dict[str, tuple[int, ...]] = {}
+    dtypes = []
+    for name in arrays.values():
+        try:
+            shapes[name], dtype = npy_header(root / name)
+            dtypes.append(dtype)
+        except (ValueError, OSError, EOFError) as exc:
+            problems.append((name, f"is not a readable .npy array: {exc}"))
+    problems += _shape_problems(shapes, "array")
+    if options:
+        labelled = set(ids)
+        problems += [(labels_name, f"id {i!r} has no array {i}.npy") for i in ids if i not in arrays]
+        problems += [
+            (name, f"has no label in {labels_name}") for s, name in arrays.items() if s not in labelled
+        ]
+    if problems:
+        raise InvalidDataset(str(root), problems)
+    class_names = sort_labels(labels)
+    ignored = [f for f in walk_files(root) if f != labels_name and f not in arrays.values()]
+    return Scan(
+        kind="npy_folder", root=root, files=sorted([labels_name, *arrays.values()]),
+        n_samples=len(ids), sample_shape=_majority(shapes) if shapes else (),
+        dtype=str(np.result_type(*dtypes)) if dtypes else "float32",
+        classes=dict(Counter(labels)), class_names=class_names,
+        options={**options, "labels": labels_name}, ignored=ignored,
+    )
+
+
+def load_npy_folder(root: Path, manifest: dict[str, Any]) -> Samples:
+    """The samples in the order of the labels file, one array per sample stacked."""
+    options = manifest["options"]
+    ids, labels, _ = read_labels(root / options["labels"], options["label_col"], options["id_col"], [])
+    x = np.empty((len(ids), *manifest["sample_shape"]), dtype=manifest["dtype"])
+    for i, sample in enumerate(ids):
+        x[i] = np.load(root / f"{sample}.npy", allow_pickle=False)
+    return x, ids, class_indices(labels, manifest["class_names"])
+
+
+# -- .npz with x and y ---------------------------------------------------------------
+
+
+def _npz_keys(names: Iterable[str]) -> dict[str, str]:
+    keys = {n[:-4] if n.endswith(".npy") else n: n for n in names}
+    return keys
+
+
+def _scan_npz(path: Path) -> Scan:
+    name = path.name
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidDataset(str(path), [(name, f"is not a readable .npz file: {exc}")]) from None
+    with archive:
+        keys = _npz_keys(archive.namelist())
+        x_key = next((k for k in X_KEYS if k in keys), None)
+        y_key = next((k for k in Y_KEYS if k in keys), None)
+        if x_key is None or y_key is None:
+            found = ", ".join(sorted(keys)) or "none"
+            raise InvalidDataset(str(path), [(name, f"needs arrays named x and y (found: {found}); "
+                                              "save with np.savez(path, x=samples, y=labels)")])
+        try:
+            bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise InvalidDataset(str(path), [(name, f"is corrupt: {exc}")]) from None
+        if bad is not None:
+            raise InvalidDataset(str(path), [(name, f"is corrupt: member {bad} fails its CRC check")])
+        try:
+            x_shape, x_dtype = _member_header(archive, keys[x_key])
+        except (ValueError, OSError, EOFError) as exc:
+            problem = (f"{name}:{x_key}", f"is not a readable array: {exc}")
+            raise InvalidDataset(str(path), [problem]) from None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            y = data[y_key]
+            ids = data["ids"] if "ids" in keys else None
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidDataset(str(path), [(f"{name}:{y_key}", f"is not a readable array: {exc}")]) from None
+    problems = []
+    labels = _label_strings(y) if y.ndim == 1 else None
+    if labels is None:
+        problems.append((f"{name}:{y_key}", f"must be one integer or text label per sample (got {y.dtype} "
+                                            f"with shape {y.shape})"))
+    elif len(x_shape) == 0 or len(labels) != x_shape[0]:
+        problems.append((name, f"{y_key} has {len(labels)} labels but {x_key} has shape {x_shape}: "
+                               "their first dimensions must match"))
+    if ids is not None and (ids.ndim != 1 or len(ids) != len(y)):
+        problems.append((f"{name}:ids", f"must hold one id per sample (shape {ids.shape})"))
+    if problems:
+        raise InvalidDataset(str(path), problems)
+    return Scan(
+        kind="npz", root=path.parent, files=[name], n_samples=len(labels), sample_shape=tuple(x_shape[1:]),
+        dtype=str(x_dtype), classes=dict(Counter(labels)), class_names=sort_labels(labels),
+        options={"file": name, "x": x_key, "y": y_key},
+    )
+
+
+def _member_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an array inside an .npz, read from its header only."""
+    info = archive.getinfo(member)
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        raise ValueError("holds Python objects (pickled), which Blueno does not load")
+    if info.file_size - offset != math.prod(shape) * dtype.itemsize:
+        raise ValueError("truncated: its size does not match its header")
+    return tuple(shape), dtype
+
+
+def load_npz(root: Path, manifest: dict[str, Any]) -> Samples:
+    options = manifest["options"]
+    with np.load(root / options["file"], allow_pickle=False) as data:
+        x = data[options["x"]]
+        labels = _label_strings(data[options["y"]]) or []
+        ids = [str(i) for i in data["ids"]] if "ids" in data else [str(i) for i in range(len(labels))]
+    return x, ids, class_indices(labels, manifest["class_names"])
+
+
+# -- one sub-folder of images per class ---------------------------------------------------
+
+
+def _image_array(path: Path) -> np.ndarray:
+    """Decode one image fully (a truncated file fails here); palette and 1-bit become RGB(A) / L."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        if image.mode == "P":
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif image.mode == "1":
+            image = image.convert("L")
+        return np.asarray(image)
+
+
+def _scan_image_folder(root: Path) -> Scan:
+    from PIL import UnidentifiedImageError
+
+    problems: list[tuple[str, str]] = []
+    files = walk_files(root)
+    images = [f for f in files if "/" in f and f.lower().endswith(IMAGE_SUFFIXES)]
+    problems += [(f, "is not a PNG or JPEG image") for f in files if "/" in f and f not in images]
+    shapes: dict[str, tuple[int, ...]] = {}
+    dtypes: dict[str, str] = {}
+    for name in images:
+        try:
+            array = _image_array(root / name)
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            problems.append((name, f"is not a readable image: {exc}"))
+            continue
+        shapes[name], dtypes[name] = array.shape, str(array.dtype)
+    problems += _shape_problems(shapes, "image")
+    ids = [str(Path(f).with_suffix("")) for f in images]
+    problems += [(f, f"has the same id as another image ({i})") for f, i in zip(images, ids, strict=True)
+                 if ids.count(i) > 1]
+    if problems:
+        raise InvalidDataset(str(root), problems)
+    labels = [f.split("/", 1)[0] for f in images]
+    return Scan(
+        kind="image_folder", root=root, files=images, n_samples=len(images),
+        sample_shape=_majority(shapes), dtype=_majority(dtypes), classes=dict(Counter(labels)),
+        class_names=sort_labels(labels), ignored=[f for f in files if "/" not in f],
+    )
+
+
+def load_image_folder(root: Path, manifest: dict[str, Any]) -> Samples:
+    images = [f["path"] for f in manifest["files"]]
+    x = np.empty((len(images), *manifest["sample_shape"]), dtype=manifest["dtype"])
+    for i, name in enumerate(images):
+        x[i] = _image_array(root / name)
+    ids = [str(Path(f).with_suffix("")) for f in images]
+    return x, ids, class_indices([f.split("/", 1)[0] for f in images], manifest["class_names"])
+
+
+# -- a CSV table: one sample per row, a label column, numeric features -----------------------
+
+
+def _read_table(
+    path: Path, label_col: str | None, id_col: str | None, problems: list[tuple[str, str]],
+    keep_rows: bool = True,
+) -> tuple[list[str], list[str], list[list[float]], dict[str, str]]:
+    """(ids, labels, feature rows, options) read row by row; problems appended.
+
+    With ``keep_rows`` false (validation) the features are checked and dropped,
+    so a large table is never held in memory; ``options["n_features"]`` says how many.
+    """
+    name = path.name
+    ids: list[str] = []
+    labels: list[str] = []
+    rows: list[list[float]] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            columns = ", ".join(header) or "none"
+            label_col = label_col or ("label" if "label" in header else None)
+            if label_col is None or label_col not in header:
+                wanted = f"column {label_col!r}" if label_col else "'label' column"
+                problems.append((name, f"has no {wanted} (columns: {columns}); name it with --label-col"))
+                return ids, labels, rows, {}
+            if id_col is not None and id_col not in header:
+                problems.append((name, f"has no column {id_col!r} (columns: {columns}); fix --id-col"))
+                return ids, labels, rows, {}
+            id_col = id_col or ("id" if "id" in header else None)
+            label_index = header.index(label_col)
+            id_index = header.index(id_col) if id_col else None
+            features = [i for i, h in enumerate(header) if i not in (label_index, id_index)]
+            if not features:
+                problems.append((name, f"has no feature columns besides {label_col!r}"))
+            for line, row in enumerate(reader, start=2):
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != len(header):
+                    problems.append((name, f"line {line} has {len(row)} cells, the header has {len(header)}"))
+                    continue
+                label = row[label_index].strip()
+                if not label:
+                    problems.append((name, f"line {line} has an empty {label_col!r}"))
+                values = []
+                for i in features:
+                    try:
+                        values.append(float(row[i]))
+                    except ValueError:
+                        problems.append(
+                            (name, f"line {line}, column {header[i]!r}: {row[i]!r} is not a number")
+                        )
+                ids.append(row[id_index].strip() if id_index is not None else str(line - 1))
+                labels.append(label)
+                if keep_rows:
+                    rows.append(values)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        problems.append((name, f"cannot be read as CSV: {exc}"))
+        return ids, labels, rows, {}
+    return ids, labels, rows, {"file": name, "label_col": label_col, "id_col": id_col or "",
+                               "n_features": str(len(features))}
+
+
+def _scan_csv(path: Path, label_col: str | None, id_col: str | None) -> Scan:
+    problems: list[tuple[str, str]] = []
+    ids, labels, _, options = _read_table(path, label_col, id_col, problems, keep_rows=False)
+    if not problems and not ids:
+        problems.append((path.name, "has a header but no rows"))
+    if not problems and len(set(ids)) != len(ids):
+        problems += [(path.name, f"id {i!r} appears {n} times") for i, n in Counter(ids).items() if n > 1]
+    if problems:
+        raise InvalidDataset(str(path), problems)
+    return Scan(
+        kind="csv", root=path.parent, files=[path.name], n_samples=len(ids),
+        sample_shape=(int(options.pop("n_features")),), dtype="float32", classes=dict(Counter(labels)),
+        class_names=sort_labels(labels), options=options,
+    )
+
+
+def load_csv(root: Path, manifest: dict[str, Any]) -> Samples:
+    options = manifest["options"]
+    ids, labels, rows, _ = _read_table(
+        root / options["file"], options["label_col"], options["id_col"] or None, []
+    )
+    return np.asarray(rows, dtype=np.float32), ids, class_indices(labels, manifest["class_names"])
+
+
+# -- arrays: what derive writes (x.npy memory-mapped, y.npy as class indices, ids.npy) --------
+
+
+def load_arrays_kind(root: Path, manifest: dict[str, Any]) -> Samples:
+    x = np.load(root / "x.npy", mmap_mode="r", allow_pickle=False)
+    y = np.load(root / "y.npy", allow_pickle=False)
+    ids = [str(i) for i in np.load(root / "ids.npy", allow_pickle=False)]
+    return x, ids, y
+
+
+LOADERS = {
+    "npy_folder": load_npy_folder,
+    "npz": load_npz,
+    "image_folder": load_image_folder,
+    "csv": load_csv,
+    "arrays": load_arrays_kind,
+}
+
+
+def iter_batches(kind: str, root: Path, manifest: dict[str, Any], size: int) -> Iterable[Samples]:
+    """(x, ids, y) in batches of ``size`` samples; per-sample files are read only when needed."""
+    if kind in ("npy_folder", "image_folder"):
+        if kind == "npy_folder":
+            options = manifest["options"]
+            ids, labels, _ = read_labels(
+                root / options["labels"], options["label_col"], options["id_col"], []
+            )
+            paths = [root / f"{i}.npy" for i in ids]
+        else:
+            paths = [root / f["path"] for f in manifest["files"]]
+            ids = [str(Path(f["path"]).with_suffix("")) for f in manifest["files"]]
+            labels = [f["path"].split("/", 1)[0] for f in manifest["files"]]
+        for start in range(0, len(ids), size):
+            chunk = paths[start : start + size]
+            x = np.empty((len(chunk), *manifest["sample_shape"]), dtype=manifest["dtype"])
+            for i, path in enumerate(chunk):
+                x[i] = np.load(path, allow_pickle=False) if kind == "npy_folder" else _image_array(path)
+            y = class_indices(labels[start : start + size], manifest["class_names"])
+            yield x, ids[start : start + size], y
+        return
+    x, ids, y = LOADERS[kind](root, manifest)
+    for start in range(0, len(ids), size):
+        yield np.asarray(x[start : start + size]), ids[start : start + size], y[start : start + size]
