@@ -1,0 +1,162 @@
+"""GUI benchmarks: live-plot redraw against bare pyqtgraph, and a 100,000-run table.
+
+    python benchmarks/gui_plot.py            (offscreen; prints a markdown table)
+
+Plot: 100 runs x 10,000 points (noisy, decaying like training losses) at
+1280x800.  Bare pyqtgraph gets one PlotDataItem per run with the same data;
+each redraw is a full ``grab()`` of the widget, median of several.  Blueno's
+plot is measured twice: a full redraw (every curve decimated and stroked,
+as after a zoom), a live frame (4 of the 100 runs get a new point; the
+other 96 are settled and copied from the layer image), and a repaint once
+every run has finished.
+Table: the 100,000 runs are read and loaded into ``RunsTableModel`` (one
+query), then sorted by a parameter column.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "gui")]
+
+import numpy as np  # noqa: E402
+import pyqtgraph as pg  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+import gui.qt_plot as qt_plot  # noqa: E402
+from blueno.workspace import Workspace  # noqa: E402
+from gui.qt_runs_view import RunKeys, RunsTableModel, read_runs  # noqa: E402
+
+RUNS, POINTS, SIZE, REPEATS = 100, 10_000, (1280, 800), 7
+LIVE_RUNS = 4
+
+
+def curves(rng: np.random.Generator) -> list[np.ndarray]:
+    steps = np.arange(POINTS, dtype=float)
+    return [
+        np.exp(-steps / 3000) * (1 + i / 100) + np.cumsum(rng.normal(size=POINTS)) * 0.005
+        for i in range(RUNS)
+    ]
+
+
+def median_ms(fn, repeats: int = REPEATS) -> float:
+    fn()  # warm up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def bare_redraw(app: QApplication, values: list[np.ndarray]) -> float:
+    widget = pg.PlotWidget(background="w")
+    widget.resize(*SIZE)
+    widget.show()
+    steps = np.arange(POINTS, dtype=float)
+    for i, y in enumerate(values):
+        widget.plot(steps, y, pen=pg.mkPen(pg.intColor(i % 24, hues=24), width=1))
+    app.processEvents()
+    result = median_ms(widget.grab)
+    widget.close()
+    return result
+
+
+def blueno_redraws(app: QApplication, values: list[np.ndarray]) -> tuple[float, float, float]:
+    widget = pg.PlotWidget(background="w")
+    widget.resize(*SIZE)
+    widget.show()
+    live = qt_plot.LivePlot(widget.getPlotItem())
+    steps = np.arange(POINTS, dtype=float)
+    head = POINTS - 2 * REPEATS - 2  # the live runs are still training: room to grow inside the view
+    for i, y in enumerate(values):
+        live.add_points(
+            (i, "loss"), steps if i >= LIVE_RUNS else steps[:head], y if i >= LIVE_RUNS else y[:head]
+        )
+    app.processEvents()
+
+    def full() -> None:  # as after a zoom: every curve decimated again and stroked
+        live._dirty.update(live.curves)
+        live.layer._image_key = None
+        live.redraw()
+        widget.grab()
+
+    full_ms = median_ms(full)
+    qt_plot.SETTLE_S, settle = 0.5, qt_plot.SETTLE_S
+    for key in live.curves:
+        live._changed_at[key] = time.monotonic() - (0.0 if key[0] < LIVE_RUNS else 10.0)
+    live.redraw()
+    widget.grab()
+    step = [head]
+
+    def frame() -> None:  # 4 runs each get a new point, the view is repainted
+        for i in range(LIVE_RUNS):
+            live.add_points((i, "loss"), np.array([float(step[0])]), values[i][step[0] : step[0] + 1])
+        step[0] += 1
+        live.redraw()
+        widget.grab()
+
+    frame_ms = median_ms(frame)
+    for key in live.curves:  # now every run has finished: the whole plot is one image
+        live._changed_at[key] = time.monotonic() - 10.0
+    live.redraw()
+    repaint_ms = median_ms(widget.grab)
+    qt_plot.SETTLE_S = settle
+    widget.close()
+    return full_ms, frame_ms, repaint_ms
+
+
+def table_times() -> tuple[float, float]:
+    from gui_helpers import add_runs
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = Workspace(Path(folder)).ensure().open_store()
+        add_runs(store, 100_000)
+        started = time.perf_counter()
+        model = RunsTableModel(store)
+        model.add_batch(read_runs(store, 0, [], RunKeys()))
+        load = time.perf_counter() - started
+        column = model.column_number("learning_rate")
+        started = time.perf_counter()
+        model.sort(column, Qt.SortOrder.DescendingOrder)
+        sort = time.perf_counter() - started
+        store.close()
+    return load * 1000, sort * 1000
+
+
+def main() -> int:
+    app = QApplication.instance() or QApplication([])
+    values = curves(np.random.default_rng(0))
+    bare = bare_redraw(app, values)
+    full, frame, repaint = blueno_redraws(app, values)
+    load, sort = table_times()
+    print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}\n")
+    print("| measure | time | speed-up over bare pyqtgraph | target |")
+    print("| --- | ---: | ---: | --- |")
+    rows = [
+        (f"bare pyqtgraph 0.14, redraw {RUNS} x {POINTS:,} points at {SIZE[0]}x{SIZE[1]}", bare, ""),
+        ("Blueno plot, full redraw (all curves decimated again + stroked, as after a zoom)", full, ""),
+        (
+            f"Blueno plot, live frame ({LIVE_RUNS} runs grow, {RUNS - LIVE_RUNS} settled)",
+            frame,
+            ">= 3x, <= 40 ms",
+        ),
+        (f"Blueno plot, repaint of {RUNS} settled runs", repaint, ""),
+    ]
+    for name, ms, target in rows:
+        print(f"| {name} | {ms:.1f} ms | {bare / ms:.1f}x | {target} |")
+    print(f"| load 100,000 runs into the table | {load:.0f} ms | | <= 1000 ms |")
+    print(f"| sort 100,000 runs by a parameter | {sort:.0f} ms | | <= 200 ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""The main window: navigation between the four views, menus, status bar, dropping.
+
+It owns the pieces every view shares: the store, the :class:`StoreWatcher`
+that tells views to re-read, and the :class:`SchedulerControl`.  Window
+geometry and state live in ``QSettings`` between sessions; everything else
+is in the database.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+
+from blueno import __version__
+from blueno.queue import JobQueue
+from blueno.store import Store
+from blueno.workspace import Workspace
+from gui.qt_datasets_view import QtDatasetsView
+from gui.qt_grid_builder import QtGridBuilder
+from gui.qt_queue_view import QtQueueView
+from gui.qt_runs_view import QtRunsView
+from gui.scheduler_control import SchedulerControl, SchedulerStatus
+from gui.settings_dialog import QtSettingsDialog
+from gui.watcher import StoreWatcher
+from gui.workers import Fetcher, lower_priority, submit
+
+DEFAULT_SIZE = (1280, 800)
+SYNC_THREAD = "blueno-es-sync"  # the name blueno.elastic gives its thread
+
+
+def read_status(store: Store) -> dict[str, Any]:
+    """Job counts and pending syncs for the status bar (a worker-thread read)."""
+    from blueno import elastic  # imports the Elasticsearch client: only once a worker needs it
+
+    counts = {str(state): n for state, n in JobQueue(store).counts().items()}
+    return {"counts": counts, "sync": elastic.status(store, parked_limit=0)}
+
+
+def start_sync(workspace: Workspace, store: Store) -> Any:
+    """The Elasticsearch sync thread when the settings name a server, else None (worker thread).
+
+    It runs in this process, so it runs at the pool's lower priority too.
+    """
+    from blueno import elastic
+
+    sync = elastic.start_background_sync(workspace, store)
+    for thread in threading.enumerate():
+        if thread.name == SYNC_THREAD and thread.native_id is not None:
+            lower_priority(thread.native_id)
+    return sync
+
+
+class MainWindow(QMainWindow):
+    """Datasets, Grid builder, Queue and Runs over one workspace."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        store: Store,
+        settings: QSettings | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.workspace = workspace
+        self.store = store
+        self._settings = settings or QSettings()
+        self.setWindowTitle(f"Blueno — {workspace.root}")
+        self.resize(*DEFAULT_SIZE)
+        self.setAcceptDrops(True)
+
+        self.watcher = StoreWatcher(store, parent=self)
+        self.scheduler = SchedulerControl(workspace, store, self)
+
+        self.datasets_view = QtDatasetsView(workspace, store, self.watcher.poke, self)
+        self.grid_view = QtGridBuilder(workspace, store, self.watcher.poke, self)
+        self.queue_view = QtQueueView(store, self.scheduler, self.watcher.poke, self)
+        self.runs_view = QtRunsView(workspace, store, self)
+        self.tabs = QTabWidget(self)
+        self.tabs.setDocumentMode(True)
+        for view, title in (
+            (self.datasets_view, "&Datasets"),
+            (self.grid_view, "&Grid builder"),
+            (self.queue_view, "&Queue"),
+            (self.runs_view, "R&uns"),
+        ):
+            self.tabs.addTab(view, title)
+        self.setCentralWidget(self.tabs)
+
+        for view in (self.datasets_view, self.grid_view, self.queue_view):
+            view.status_message.connect(self.show_message)
+        self.grid_view.enqueued.connect(lambda: self.tabs.setCurrentWidget(self.queue_view))
+        self.watcher.changed.connect(self.refresh)
+
+        self._scheduler_label = QLabel(self)
+        self._slots_label = QLabel(self)
+        self._jobs_label = QLabel(self)
+        self._sync_label = QLabel(self)
+        for label in (self._jobs_label, self._slots_label, self._sync_label, self._scheduler_label):
+            self.statusBar().addPermanentWidget(label)
+        self._status = Fetcher(lambda: lambda: read_status(store), self)
+        self._status.ready.connect(self._show_status)
+        self.scheduler.status_changed.connect(self._on_scheduler)
+        self._counts: dict[str, int] = {}
+        self._on_scheduler(self.scheduler.status)
+
+        self._build_menus()
+        self._restore()
+        self.refresh()
+        self._sync: Any = None
+        submit(
+            start_sync,
+            workspace,
+            store,
+            on_done=self._on_sync_started,
+            on_error=lambda exc: self.show_message(f"Elasticsearch sync is off: {exc}"),
+        )
+
+    # -- menus -----------------------------------------------------------------
+
+    def _action(self, menu, text: str, shortcut: Any, handler, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(handler)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(
+            file_menu,
+            "&Import dataset…",
+            "Ctrl+I",
+            self.datasets_view.choose_and_import,
+            "Import files, a folder or an archive as a dataset",
+        )
+        self._action(file_menu, "&Open grid…", QKeySequence.StandardKey.Open, self.grid_view.load_dialog)
+        self._action(file_menu, "&Save grid…", QKeySequence.StandardKey.Save, self.grid_view.save_dialog)
+        file_menu.addSeparator()
+        self._action(
+            file_menu,
+            "Open &workspace folder",
+            None,
+            lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.workspace.root))),
+        )
+        self._action(file_menu, "Se&ttings…", "Ctrl+,", self.open_settings)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", QKeySequence.StandardKey.Quit, self.close)
+
+        view_menu = bar.addMenu("&View")
+        for number in range(self.tabs.count()):
+            title = self.tabs.tabText(number).replace("&", "")
+            self._action(
+                view_menu, title, f"Ctrl+{number + 1}", lambda _=False, n=number: self.tabs.setCurrentIndex(n)
+            )
+        view_menu.addSeparator()
+        self._action(view_menu, "&Refresh", QKeySequence.StandardKey.Refresh, self.watcher.poke)
+
+        scheduler_menu = bar.addMenu("&Scheduler")
+        for name in ("start", "pause", "stop"):
+            scheduler_menu.addAction(self.queue_view.actions_by_name[name])
+
+        help_menu = bar.addMenu("&Help")
+        self._action(
+            help_menu,
+            "&About Blueno",
+            None,
+            lambda: QMessageBox.about(
+                self, "Blueno", f"Blueno {__version__}\nWorkspace: {self.workspace.root}"
+            ),
+        )
+
+    # -- state -----------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Something changed in the database: every view re-reads what is new."""
+        self._status.request()
+        self.queue_view.refresh()
+        self.runs_view.refresh()
+        self.datasets_view.refresh()
+
+    def _on_sync_started(self, sync: Any) -> None:
+        self._sync = sync
+
+    def shutdown(self) -> None:
+        """Stop what runs in the background: the watcher, the scheduler, the sync thread."""
+        self.watcher.stop()
+        self.scheduler.shutdown()
+        sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.stop()
+
+    def show_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
+
+    def open_settings(self) -> None:
+        dialog = QtSettingsDialog(self.workspace, self)
+        if dialog.exec():
+            self.show_message(f"settings saved to {self.workspace.settings_path}")
+
+    def _on_scheduler(self, status: SchedulerStatus) -> None:
+        self._scheduler_label.setText(status.describe())
+        self._show_slots()
+
+    def _show_status(self, status: dict[str, Any]) -> None:
+        self._counts = status["counts"]
+        states = ("running", "queued", "held", "failed", "succeeded")
+        parts = [f"{self._counts[s]} {s}" for s in states if self._counts.get(s)]
+        self._jobs_label.setText(", ".join(parts) or "no jobs")
+        # Only a configured sync has anything to say; unsent results simply wait in the outbox.
+        self._sync_label.setText(status["sync"].summary() if self._sync is not None else "")
+        self._show_slots()
+
+    def _show_slots(self) -> None:
+        total = len(self.scheduler.status.slots)
+        busy = self._counts.get("running", 0)
+        self._slots_label.setText(f"slots {busy} busy / {max(total - busy, 0)} free" if total else "")
+
+    def _restore(self) -> None:
+        geometry = self._settings.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        state = self._settings.value("window/state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        self.tabs.setCurrentIndex(int(self._settings.value("window/tab", 2)))
+        self.runs_view.restore(self._settings)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.scheduler.status.state in ("running", "paused"):
+            answer = QMessageBox.question(
+                self,
+                "Blueno",
+                "The scheduler is running. Quit and stop it? Running trainings stop and resume from "
+                "their last checkpoint when a scheduler starts again.",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self._settings.setValue("window/geometry", self.saveGeometry())
+        self._settings.setValue("window/state", self.saveState())
+        self._settings.setValue("window/tab", self.tabs.currentIndex())
+        self.runs_view.save(self._settings)
+        self.shutdown()
+        super().closeEvent(event)
+
+    # -- dropping files anywhere ---------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.tabs.setCurrentWidget(self.datasets_view)
+            self.datasets_view.import_paths(paths)

@@ -1,0 +1,153 @@
+"""One run in detail: parameters, final and best metrics, paths, and the tail of its log."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QDesktopServices, QFontDatabase
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QPlainTextEdit,
+    QPushButton,
+    QTabWidget,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from blueno.store import Store
+from blueno.workspace import Workspace
+from gui.workers import Fetcher
+
+LOG_TAIL_BYTES = 64 * 1024
+
+
+def read_run(store: Store, workspace: Workspace, run_id: int) -> dict[str, Any]:
+    """The run's row, its job's state and error, and its log tail (worker thread)."""
+    row = store.query_one(
+        "SELECT r.*, j.state, j.error, j.attempt FROM runs r LEFT JOIN jobs j ON j.id = r.job_id "
+        "WHERE r.id = ?",
+        (run_id,),
+    )
+    if row is None:
+        return {"id": run_id, "missing": True}
+    run = dict(row)
+    log_path = Path(run["log_path"]) if run["log_path"] else workspace.run_log(run_id)
+    if not log_path.is_absolute():
+        log_path = workspace.root / log_path
+    run["log_path"] = str(log_path)
+    run["model_dir"] = str(workspace.run_dir(run_id))
+    try:
+        with log_path.open("rb") as log:
+            size = log.seek(0, 2)
+            log.seek(max(0, size - LOG_TAIL_BYTES))
+            run["log_tail"] = log.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        run["log_tail"] = "(no log yet)"
+    return run
+
+
+def _table(title: str, values: dict[str, Any]) -> str:
+    if not values:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(k))}</td><td align='right'>{html.escape(_fmt(v))}</td></tr>"
+        for k, v in sorted(values.items())
+    )
+    return f"<h4>{title}</h4><table cellspacing='0' cellpadding='2'>{rows}</table>"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.5g}" if isinstance(value, float) else str(value)
+
+
+def describe(run: dict[str, Any]) -> str:
+    """The run as HTML for the details tab."""
+    if run.get("missing"):
+        return f"<p>Run {run['id']} is gone.</p>"
+    loads = {k: json.loads(run[k]) if run[k] else {} for k in ("params", "final", "best", "evaluation")}
+    head = (
+        f"<h3>Run {run['id']} · {html.escape(run['model'])} · {html.escape(run['state'] or 'done')}</h3>"
+        f"<p>dataset {html.escape(run['dataset'])} · epochs {run['epochs_done']}"
+        + (
+            f" · best epoch {run['best_epoch']} by {html.escape(run['monitor'] or '')}"
+            if run["best_epoch"]
+            else ""
+        )
+        + "</p>"
+    )
+    error = f"<p style='color:#c62828'>{html.escape(run['error'])}</p>" if run.get("error") else ""
+    paths = (
+        f"<p>model: <code>{html.escape(run['model_path'] or run['model_dir'])}</code><br>"
+        f"log: <code>{html.escape(run['log_path'])}</code></p>"
+    )
+    return (
+        head
+        + error
+        + paths
+        + _table("Parameters", loads["params"])
+        + _table("Best", loads["best"])
+        + _table("Final", loads["final"])
+        + _table("Evaluation", loads["evaluation"])
+    )
+
+
+class QtRunDetail(QTabWidget):
+    """Details and log of the current run, re-read off the GUI thread when the database changes."""
+
+    def __init__(self, workspace: Workspace, store: Store, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._run_id: int | None = None
+        self._run: dict[str, Any] = {}
+        self.summary = QTextBrowser(self)
+        self.log = QPlainTextEdit(self)
+        self.log.setReadOnly(True)
+        self.log.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.log.setMaximumBlockCount(5000)
+        self.open_folder = QPushButton("Open folder", self)
+        self.open_folder.setEnabled(False)
+        self.open_folder.clicked.connect(self._open_folder)
+
+        details = QWidget(self)
+        layout = QVBoxLayout(details)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.summary)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.open_folder)
+        layout.addLayout(buttons)
+        self.addTab(details, "Details")
+        self.addTab(self.log, "Log")
+        self.summary.setHtml("<p>Select runs to compare their curves; the current one shows here.</p>")
+
+        self._fetcher = Fetcher(lambda: lambda run_id=self._run_id: read_run(store, workspace, run_id), self)
+        self._fetcher.ready.connect(self._on_run)
+
+    def show_run(self, run_id: int | None) -> None:
+        self._run_id = run_id
+        self.open_folder.setEnabled(run_id is not None)
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self._run_id is not None:
+            self._fetcher.request()
+
+    def _on_run(self, run: dict[str, Any]) -> None:
+        if run["id"] != self._run_id or run == self._run:
+            return
+        self._run = run
+        self.summary.setHtml(describe(run))
+        if not run.get("missing"):
+            at_end = self.log.verticalScrollBar().value() == self.log.verticalScrollBar().maximum()
+            self.log.setPlainText(run["log_tail"])
+            if at_end:
+                self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
+
+    def _open_folder(self) -> None:
+        folder = self._run.get("model_dir")
+        if folder:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(folder))

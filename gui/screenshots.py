@@ -1,0 +1,101 @@
+"""Save a PNG of each view: ``python -m gui.screenshots OUTDIR [--home DIR] [--grid FILE]``.
+
+``make screenshots`` runs it under ``xvfb-run`` on the demo workspace; it
+works offscreen too (``QT_QPA_PLATFORM=offscreen``).  Each view is shown as a
+user would leave it: the first dataset selected with its preview, the grid
+builder holding a grid file, the queue, and every run selected in the runs
+view with its curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, QSettings
+from PySide6.QtWidgets import QApplication
+
+from blueno.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_GRID = ROOT / "resources" / "examples" / "demo.toml"
+SIZE = (1440, 900)
+
+
+def settle(app: QApplication, until: Callable[[], bool] = lambda: False, seconds: float = 3.0) -> None:
+    """Run the event loop until ``until()`` holds (workers report back) or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not until():
+        app.processEvents()
+        time.sleep(0.02)
+    app.processEvents()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gui.screenshots", description=__doc__.splitlines()[0])
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("--home", help="workspace (default: as blueno locates it)")
+    parser.add_argument("--grid", type=Path, default=DEMO_GRID, help="grid file shown in the grid builder")
+    args = parser.parse_args(argv)
+    args.outdir.mkdir(parents=True, exist_ok=True)
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    from gui.main_window import MainWindow
+    from gui.workers import wait_for_pool
+
+    workspace = Workspace.locate(args.home)
+    store = workspace.open_store()
+    settings = QSettings(str(args.outdir / ".screenshots.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(workspace, store, settings)
+    window.resize(*SIZE)
+    window.show()
+    settle(app, lambda: window.runs_view.model.loaded, seconds=10)
+
+    shots: list[tuple[str, Callable[[], None], Callable[[], bool]]] = [
+        (
+            "datasets",
+            lambda: window.datasets_view.table.selectRow(0),
+            lambda: window.datasets_view.preview_layout.count() > 1,
+        ),
+        (
+            "grid-builder",
+            lambda: window.grid_view.load(args.grid) if args.grid.is_file() else None,
+            lambda: "training" in window.grid_view.summary.text(),
+        ),
+        (
+            "queue",
+            lambda: window.queue_view.table.selectRow(0),
+            lambda: window.queue_view.model.rowCount() > 0,
+        ),
+        ("runs", lambda: _select_all_runs(window), lambda: bool(window.runs_view.plot.live.series)),
+    ]
+    for number, (name, prepare, ready) in enumerate(shots):
+        window.tabs.setCurrentIndex(number)
+        settle(app, seconds=0.3)
+        prepare()
+        settle(app, ready, seconds=10)
+        settle(app, seconds=0.5)  # the plot's redraw timer, late repaints
+        path = args.outdir / f"{number + 1}-{name}.png"
+        window.grab().save(str(path))
+        print(path)
+    window.shutdown()
+    window.close()
+    wait_for_pool()
+    store.close()
+    return 0
+
+
+def _select_all_runs(window) -> None:
+    view = window.runs_view
+    view.table.selectAll()
+    if view.proxy.rowCount():
+        view.table.selectionModel().setCurrentIndex(
+            view.proxy.index(0, 0), QItemSelectionModel.SelectionFlag.NoUpdate
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The settings dialog: slots, Google Cloud Storage and Elasticsearch, saved to settings.toml.
+
+Sections it writes: ``[scheduler]`` (``slots`` or ``gpus``), ``[gcs]``
+(``bucket``, ``credentials``), ``[elasticsearch]`` (``url``).  Other keys in
+the file are kept.  The Elasticsearch API key is a secret: it goes to
+``credentials/elasticsearch-api-key`` (readable by the owner only), where
+``blueno.elastic`` looks for it, never into settings.toml.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from blueno import BluenoError
+from blueno.grid import to_toml
+from blueno.workspace import Workspace
+
+
+def updated_settings(current: dict[str, Any], changes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``current`` with each section's changed keys set; empty values remove the key."""
+    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in current.items()}
+    for section, values in changes.items():
+        table = merged.setdefault(section, {})
+        for key, value in values.items():
+            if value in ("", None):
+                table.pop(key, None)
+            else:
+                table[key] = value
+        if not table:
+            merged.pop(section)
+    return merged
+
+
+class QtSettingsDialog(QDialog):
+    """Edits the workspace's settings file."""
+
+    def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Blueno settings")
+        self.setMinimumWidth(520)
+        self._workspace = workspace
+        try:
+            self._current = workspace.settings()
+        except BluenoError as exc:
+            QMessageBox.warning(self, "Blueno", str(exc))
+            self._current = {}
+        scheduler = self._current.get("scheduler", {})
+        gcs = self._current.get("gcs", {})
+        elastic = self._current.get("elasticsearch", {})
+
+        self.slots = QSpinBox(self)
+        self.slots.setRange(1, 64)
+        self.slots.setValue(int(scheduler.get("slots", 1)))
+        self.slots.setToolTip("jobs at once on the CPU when no GPUs are listed")
+        self.gpus = QLineEdit(str(scheduler.get("gpus", "")), self)
+        self.gpus.setPlaceholderText("e.g. 0,1 (one job per GPU); empty: detect")
+        self.bucket = QLineEdit(str(gcs.get("bucket", "")), self)
+        self.bucket.setPlaceholderText("gs://bucket/prefix")
+        self.credentials = QLineEdit(str(gcs.get("credentials", "")), self)
+        self.credentials.setPlaceholderText("service account JSON; empty: application default credentials")
+        browse = QPushButton("Browse…", self)
+        browse.clicked.connect(self._browse_credentials)
+        self.es_url = QLineEdit(str(elastic.get("url", "")), self)
+        self.es_url.setPlaceholderText("https://elastic.example.org:9200")
+        self.es_key = QLineEdit(self)
+        self.es_key.setEchoMode(QLineEdit.EchoMode.Password)
+        key_file = self.key_file()
+        self.es_key.setPlaceholderText("stored" if key_file.is_file() else "API key (kept in credentials/)")
+
+        form = QFormLayout(self)
+        form.addRow(QLabel(f"Workspace: <code>{workspace.root}</code>", self))
+        form.addRow("CPU slots", self.slots)
+        form.addRow("GPUs", self.gpus)
+        form.addRow("GCS bucket", self.bucket)
+        credentials_row = QHBoxLayout()
+        credentials_row.addWidget(self.credentials, 1)
+        credentials_row.addWidget(browse)
+        form.addRow("GCS credentials", credentials_row)
+        form.addRow("Elasticsearch URL", self.es_url)
+        form.addRow("Elasticsearch API key", self.es_key)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def key_file(self) -> Path:
+        from blueno.elastic.config import (
+            DEFAULT_API_KEY_FILE,
+        )  # loads the Elasticsearch client: not at startup
+
+        return self._workspace.credentials_dir / DEFAULT_API_KEY_FILE
+
+    def _browse_credentials(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Service account key", str(self._workspace.credentials_dir), "JSON (*.json)"
+        )
+        if path:
+            self.credentials.setText(path)
+
+    def changes(self) -> dict[str, dict[str, Any]]:
+        gpus = self.gpus.text().strip()
+        return {
+            "scheduler": {"slots": None if gpus else self.slots.value(), "gpus": gpus},
+            "gcs": {"bucket": self.bucket.text().strip(), "credentials": self.credentials.text().strip()},
+            "elasticsearch": {"url": self.es_url.text().strip()},
+        }
+
+    def accept(self) -> None:
+        """Write the file (small, local: done here, where the user waits for it anyway)."""
+        settings = updated_settings(self._current, self.changes())
+        try:
+            self._workspace.settings_path.write_text(to_toml(settings), encoding="utf-8")
+            if self.es_key.text():
+                self._workspace.credentials_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.key_file(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as key:
+                    key.write(self.es_key.text().strip() + "\n")
+        except OSError as exc:
+            QMessageBox.warning(self, "Blueno", f"could not save the settings: {exc}")
+            return
+        super().accept()

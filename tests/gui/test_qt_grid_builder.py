@@ -1,0 +1,72 @@
+"""The grid builder: a form from the zoo's declarations, a live count, problems beside fields."""
+
+from __future__ import annotations
+
+import pytest
+
+from blueno import datasets
+from blueno.grid import load_grid
+from blueno.queue import JobQueue
+
+
+@pytest.fixture
+def builder(qtbot, window, workspace, store):
+    datasets.make_demo(workspace, store)
+    view = window.grid_view
+    window.tabs.setCurrentWidget(view)
+    view._datasets.request()
+    qtbot.waitUntil(lambda: view.dataset.findText("digits") >= 0, timeout=5000)
+    for name, box in view.model_boxes.items():
+        box.setChecked(name == "standin")
+    return view
+
+
+def set_row(view, key: str, mode: str, text: str) -> None:
+    row = view.rows[key]
+    row.mode.setCurrentText(mode)
+    row.text.setText(text)
+
+
+def test_that_only_the_chosen_models_parameters_are_shown(builder) -> None:
+    assert builder.model_groups["standin"].isVisibleTo(builder)
+    assert not builder.model_groups["mlp"].isVisibleTo(builder)
+    builder.model_boxes["mlp"].setChecked(True)
+    assert builder.model_groups["mlp"].isVisibleTo(builder)
+
+
+def test_that_filling_the_form_updates_the_count(qtbot, builder) -> None:
+    set_row(builder, "models.standin.index", "list", "0, 1, 2")
+    qtbot.waitUntil(lambda: builder.summary.text().startswith("3 trainings"), timeout=5000)
+    set_row(builder, "params.learning_rate", "range (log)", "1e-4, 1e-2, 3")
+    qtbot.waitUntil(lambda: builder.summary.text().startswith("9 trainings"), timeout=5000)
+    assert builder.enqueue_button.isEnabled()
+
+
+def test_that_a_bad_value_is_reported_beside_its_field(qtbot, builder) -> None:
+    set_row(builder, "params.epochs", "fixed", "0")
+    qtbot.waitUntil(lambda: builder.rows["params.epochs"].problem.text() != "", timeout=5000)
+    assert "epochs" in builder.problem.text()
+    assert not builder.enqueue_button.isEnabled()
+    set_row(builder, "params.batch_size", "list", "32, many")
+    qtbot.waitUntil(lambda: "many" in builder.rows["params.batch_size"].problem.text(), timeout=5000)
+
+
+def test_that_a_saved_grid_loads_back_into_the_form_and_the_cli_reads_it(qtbot, builder, tmp_path) -> None:
+    set_row(builder, "models.standin.index", "list", "0, 1")
+    set_row(builder, "params.learning_rate", "range (linear)", "0.001, 0.003, 3")
+    qtbot.waitUntil(lambda: builder.summary.text().startswith("6 trainings"), timeout=5000)
+    path = tmp_path / "grid.toml"
+    builder.save(path)
+    qtbot.waitUntil(path.exists, timeout=5000)
+    assert load_grid(path).count == 6
+    set_row(builder, "models.standin.index", "default", "")
+    builder.load(path)
+    qtbot.waitUntil(lambda: builder.rows["models.standin.index"].text.text() == "0, 1", timeout=5000)
+    qtbot.waitUntil(lambda: builder.summary.text().startswith("6 trainings"), timeout=5000)
+
+
+def test_that_enqueue_queues_every_training(qtbot, builder, store) -> None:
+    set_row(builder, "models.standin.index", "list", "0, 1, 2, 3")
+    qtbot.waitUntil(lambda: builder.summary.text().startswith("4 trainings"), timeout=5000)
+    builder.enqueue_button.click()
+    qtbot.waitUntil(lambda: JobQueue(store).counts()["queued"] == 4, timeout=5000)
