@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from blueno.queue import JobState
 from blueno.store import Store
+
+if TYPE_CHECKING:
+    from blueno.grid import Grid
 
 # Metrics where larger is better; anything else (losses) is minimised.
 MAXIMIZED = ("accuracy", "auc", "sensitivity", "specificity", "precision", "recall", "f1", "kappa")
@@ -116,3 +120,20 @@ def best_runs(store: Store, experiment_id: int | None = None, limit: int = 5) ->
 
     summaries.sort(key=rank)
     return summaries[:limit]
+
+
+def estimate_seconds(store: Store, grid: Grid) -> float | None:
+    """Total training time of ``grid`` at the per-epoch pace of past runs of the same models.
+
+    A model never run here takes the mean pace of those that were; None when
+    no run of any chosen model has finished on this workspace yet.
+    """
+    rows = store.query(
+        "SELECT model, sum(ended - started) AS seconds, sum(epochs_done) AS epochs FROM runs "
+        "WHERE ended IS NOT NULL AND started IS NOT NULL AND epochs_done > 0 GROUP BY model"
+    )
+    pace = {row["model"]: row["seconds"] / row["epochs"] for row in rows}
+    if not any(model in pace for model in grid.models):
+        return None
+    fallback = sum(pace.values()) / len(pace)
+    return sum(pace.get(c.model, fallback) * int(c.params.get("epochs", 1)) for c in grid.configs)

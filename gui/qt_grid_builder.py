@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from blueno import datasets
 from blueno.grid import Grid, GridError, load_grid, parse_grid, to_toml, zoo_models
+from blueno.monitor import estimate_seconds
 from blueno.queue import JobQueue
 from blueno.store import Store
 from blueno.workspace import Workspace
@@ -181,26 +182,10 @@ class ParamRow:
         self.text.setStyleSheet("border: 1px solid #c62828" if text else "")
 
 
-def estimate_seconds(store: Store, grid: Grid) -> float | None:
-    """Total training time of ``grid`` at the per-epoch pace of past runs of the same models.
-
-    None when no run of any chosen model has finished on this workspace yet.
-    """
-    rows = store.query(
-        "SELECT model, sum(ended - started) AS seconds, sum(epochs_done) AS epochs FROM runs "
-        "WHERE ended IS NOT NULL AND started IS NOT NULL AND epochs_done > 0 GROUP BY model"
-    )
-    pace = {row["model"]: row["seconds"] / row["epochs"] for row in rows}
-    if not any(model in pace for model in grid.models):
-        return None
-    fallback = sum(pace.values()) / len(pace)
-    return sum(pace.get(c.model, fallback) * int(c.params.get("epochs", 1)) for c in grid.configs)
-
-
-def check_grid(store: Store, text: str) -> dict[str, Any]:
+def check_grid(store: Store, text: str, workspace: Workspace | None = None) -> dict[str, Any]:
     """Validate and expand the form's TOML, and estimate its time (worker thread)."""
     try:
-        grid = parse_grid(text, source="grid")
+        grid = parse_grid(text, source="grid", workspace=workspace)
     except GridError as exc:
         return {"error": exc}
     return {"grid": grid, "seconds": estimate_seconds(store, grid)}
@@ -310,7 +295,7 @@ class QtGridBuilder(QWidget):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(VALIDATE_DELAY_MS)
         self._debounce.timeout.connect(self.validate)
-        self._checker = Fetcher(lambda: lambda text=self._text: check_grid(store, text), self)
+        self._checker = Fetcher(lambda: lambda text=self._text: check_grid(store, text, workspace), self)
         self._checker.ready.connect(self._on_checked)
         self._datasets = Fetcher(
             lambda: lambda: sorted({v.name for v in datasets.versions(store, workspace)}), self
