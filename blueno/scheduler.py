@@ -92,6 +92,18 @@ def detect_slots(gpus: str | None = None, slots: int | None = None) -> list[Slot
     return [Slot("cpu0", None)]
 
 
+def configured_slots(workspace: Workspace, gpus: str | None = None, slots: int | None = None) -> list[Slot]:
+    """Slots from the command line if given, else ``[scheduler]`` in the settings, else detected.
+
+    The settings take ``gpus = "0,1"`` (GPU slots) or ``slots = N`` (CPU slots).
+    """
+    if gpus is None and slots is None:
+        settings = workspace.settings().get("scheduler", {})
+        gpus = str(settings["gpus"]) if settings.get("gpus") else None
+        slots = None if gpus else (int(settings["slots"]) if settings.get("slots") else None)
+    return detect_slots(gpus=gpus, slots=slots)
+
+
 @dataclass(frozen=True)
 class GpuStat:
     index: int

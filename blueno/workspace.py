@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,38 @@ class Workspace:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise BluenoError(f"{self.settings_path}: {exc}. Fix the TOML syntax there.") from None
+
+    def save_settings(self, changes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """Merge ``changes`` (section → key → value; "" or None removes the key) into the settings file.
+
+        Written to a temporary file and renamed, so a crash never leaves half a file.
+        """
+        from blueno.grid_toml import write_toml
+
+        merged = {key: dict(value) if isinstance(value, dict) else value for key, value in self.settings().items()}
+        for section, values in changes.items():
+            table = merged.setdefault(section, {})
+            for key, value in values.items():
+                if value in ("", None):
+                    table.pop(key, None)
+                else:
+                    table[key] = value
+            if not table:
+                merged.pop(section)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.settings_path.with_suffix(".tmp")
+        tmp.write_text(write_toml(merged), encoding="utf-8")
+        os.replace(tmp, self.settings_path)
+        return merged
+
+    def save_secret(self, name: str, value: str) -> Path:
+        """Write a secret to ``credentials/NAME``, readable by its owner only."""
+        self.credentials_dir.mkdir(parents=True, exist_ok=True)
+        path = self.credentials_dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(value.strip() + "\n")
+        return path
 
     def open_store(self):  # -> blueno.store.Store (imported lazily to keep this module light)
         from blueno.store import Store

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from blueno.scheduler import Scheduler, SchedulerInfo, Slot, active_scheduler, detect_slots
+from blueno.scheduler import Scheduler, SchedulerInfo, Slot, active_scheduler, configured_slots
 from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.workers import Fetcher, submit
@@ -38,14 +38,6 @@ class SchedulerStatus:
         if self.attached:
             return f"attached to {self.owner_mode or 'another'} scheduler, pid {self.owner_pid}"
         return f"scheduler {self.state}"
-
-
-def configured_slots(workspace: Workspace) -> list[Slot]:
-    """The slots of ``[scheduler]`` in the settings file: ``gpus = "0,1"`` or ``slots = N`` CPU slots."""
-    settings = workspace.settings().get("scheduler", {})
-    gpus = settings.get("gpus") or None
-    slots = None if gpus else settings.get("slots")
-    return detect_slots(gpus=str(gpus) if gpus else None, slots=int(slots) if slots else None)
 
 
 class SchedulerControl(QObject):

@@ -9,7 +9,6 @@ the file are kept.  The Elasticsearch API key is a secret: it goes to
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from blueno import BluenoError
-from blueno.grid import to_toml
 from blueno.workspace import Workspace
-
-
-def updated_settings(current: dict[str, Any], changes: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``current`` with each section's changed keys set; empty values remove the key."""
-    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in current.items()}
-    for section, values in changes.items():
-        table = merged.setdefault(section, {})
-        for key, value in values.items():
-            if value in ("", None):
-                table.pop(key, None)
-            else:
-                table[key] = value
-        if not table:
-            merged.pop(section)
-    return merged
 
 
 class QtSettingsDialog(QDialog):
@@ -125,15 +108,11 @@ class QtSettingsDialog(QDialog):
 
     def accept(self) -> None:
         """Write the file (small, local: done here, where the user waits for it anyway)."""
-        settings = updated_settings(self._current, self.changes())
         try:
-            self._workspace.settings_path.write_text(to_toml(settings), encoding="utf-8")
+            self._workspace.save_settings(self.changes())
             if self.es_key.text():
-                self._workspace.credentials_dir.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.key_file(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as key:
-                    key.write(self.es_key.text().strip() + "\n")
-        except OSError as exc:
+                self._workspace.save_secret(self.key_file().name, self.es_key.text())
+        except (OSError, BluenoError) as exc:
             QMessageBox.warning(self, "Blueno", f"could not save the settings: {exc}")
             return
         super().accept()

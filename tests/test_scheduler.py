@@ -152,3 +152,14 @@ def test_that_stopping_the_scheduler_requeues_running_jobs_to_resume(workspace, 
     jobs = queue.jobs(ids=ids)
     assert [job.state for job in jobs] == [JobState.QUEUED, JobState.QUEUED]
     assert [job.failures for job in jobs] == [0, 0]
+
+
+def test_that_settings_choose_the_slots_unless_the_command_line_does(workspace, monkeypatch) -> None:
+    from blueno.scheduler import configured_slots
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    workspace.save_settings({"scheduler": {"slots": 3}})
+    assert [s.name for s in configured_slots(workspace)] == ["cpu0", "cpu1", "cpu2"]
+    assert [s.name for s in configured_slots(workspace, slots=1)] == ["cpu0"]
+    workspace.save_settings({"scheduler": {"gpus": "1,2"}})
+    assert [s.name for s in configured_slots(workspace)] == ["gpu1", "gpu2"]

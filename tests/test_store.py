@@ -91,3 +91,17 @@ def test_that_the_workspace_is_chosen_by_home_then_environment(tmp_path, monkeyp
     monkeypatch.setenv("BLUENO_HOME", str(tmp_path / "from-env"))
     assert Workspace.locate().root == (tmp_path / "from-env").resolve()
     assert Workspace.locate(tmp_path / "given").root == (tmp_path / "given").resolve()
+
+
+def test_that_saving_settings_merges_sections_and_keeps_secrets_private(workspace: Workspace) -> None:
+    workspace.settings_path.write_text('[gcs]\nbucket = "gs://lab/blueno"\n[other]\nkeep = 1\n')
+    workspace.save_settings({"gcs": {"bucket": "", "credentials": "credentials/gcs.json"},
+                             "elasticsearch": {"urls": ["http://127.0.0.1:9200"]}})
+    assert workspace.settings() == {
+        "gcs": {"credentials": "credentials/gcs.json"},
+        "other": {"keep": 1},
+        "elasticsearch": {"urls": ["http://127.0.0.1:9200"]},
+    }
+    key = workspace.save_secret("es-api-key", "s3cr3t ")
+    assert key.read_text() == "s3cr3t\n"
+    assert key.stat().st_mode & 0o777 == 0o600

@@ -20,7 +20,7 @@ from blueno import BluenoError
 from blueno.cli.common import format_value, print_table
 from blueno.monitor import Progress, best_runs, progress
 from blueno.queue import JobQueue, JobState, SubmitResult
-from blueno.scheduler import JobExited, JobLaunched, Recovered, Scheduler, SchedulerEvent, detect_slots
+from blueno.scheduler import JobExited, JobLaunched, Recovered, Scheduler, SchedulerEvent, configured_slots
 from blueno.store import Store
 from blueno.workspace import Workspace
 
@@ -35,7 +35,8 @@ def add_slot_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--slots", type=int, metavar="N", help="run N jobs at once on the CPU (no GPU)")
     group.add_argument("--gpus", metavar="LIST",
-                       help="GPUs to use, e.g. 0,2 (default: $CUDA_VISIBLE_DEVICES, else every GPU NVML sees)")
+                       help="GPUs to use, e.g. 0,2 (default: [scheduler] in settings.toml, else "
+                       "$CUDA_VISIBLE_DEVICES, else every GPU NVML sees, else 1 CPU slot)")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -77,7 +78,7 @@ def describe_submit(grid_path: str, result: SubmitResult) -> str:
 def run_batch(workspace: Workspace, args: argparse.Namespace) -> int:
     from blueno.scheduler import active_scheduler
 
-    slots = detect_slots(gpus=args.gpus, slots=args.slots)
+    slots = configured_slots(workspace, gpus=args.gpus, slots=args.slots)
     workspace.ensure()
     other = active_scheduler(workspace)
     if other is not None:
