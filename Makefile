@@ -10,9 +10,10 @@ SLOTS  ?= 2
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "installing Blueno and its dependencies into $(VENV) (about a minute the first time)"
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@echo "installing Blueno and its dependencies into $(VENV) (about a minute the first time; log: $(VENV)/install.log)"
+	@{ $(PY) -m pip install --disable-pip-version-check --upgrade pip && \
+	   $(PY) -m pip install --disable-pip-version-check -e '.[test]'; } > $(VENV)/install.log 2>&1 \
+	   || { tail -n 40 $(VENV)/install.log; echo "installing failed: see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 
 # Open the desktop app on the workspace (the repository root unless BLUENO_HOME is set);
