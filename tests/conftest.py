@@ -39,13 +39,3 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("BLUENO_LEDGER", str(path))
     return path
 
-
-def db_content(path: Path) -> list[str]:
-    """Every row of every table, as SQL: "the database is unchanged" means this is equal."""
-    import sqlite3
-
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()

@@ -1,4 +1,4 @@
-"""The stand-in trainer's model declaration, and grids of stand-in jobs.
+"""The stand-in trainer's model declaration, grids of stand-in jobs, and small test helpers.
 
 Its knobs are declared like any model's hyperparameters, so grids of
 stand-in jobs go through the real grid parser and queue.  Copy this file into
@@ -55,3 +55,14 @@ def _toml(value: object) -> str:
     if isinstance(value, str):
         return f'"{value}"'
     return repr(value)
+
+
+def db_content(path: Path) -> list[str]:
+    """Every row of every table, as SQL: "the database is unchanged" means this is equal."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()

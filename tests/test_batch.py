@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import db_content
-from standin_model import STANDIN, standin_grid_text
+from standin_model import STANDIN, db_content, standin_grid_text
 
 from blueno import datasets
 from blueno.queue import JobQueue, JobState
