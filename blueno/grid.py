@@ -143,10 +143,15 @@ class JobConfig:
 
     def config_hash(self, dataset_ref: str) -> str:
         """A stable id of this configuration on that dataset version (key order does not matter)."""
-        return hashlib.sha256(dumps(self.to_json(dataset_ref)).encode()).hexdigest()[:16]
+        return hash_config(self.to_json(dataset_ref))
 
     def __hash__(self) -> int:
         return hash(dumps(self.to_json()))
+
+
+def hash_config(config: Mapping[str, Any]) -> str:
+    """The id of a job's configuration (the ``jobs.config`` JSON): equal content, equal hash."""
+    return hashlib.sha256(dumps(config).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, eq=False)

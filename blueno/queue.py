@@ -137,6 +137,24 @@ def finish_success(conn: sqlite3.Connection, job_id: int, attempt: int) -> bool:
     return cursor.rowcount == 1
 
 
+def insert_job(
+    conn: sqlite3.Connection, experiment_id: int | None, config: dict[str, Any], config_hash: str, *,
+    priority: int, max_failures: int, created: float,
+) -> tuple[int, int]:
+    """Insert a queued job and its run, inside the caller's transaction; returns (job id, run id)."""
+    job_id = conn.execute(
+        "INSERT INTO jobs (experiment_id, config_hash, config, model, dataset, priority, "
+        "max_failures, epochs, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (experiment_id, config_hash, dumps(config), config["model"], config["dataset"], priority, max_failures,
+         config["params"].get("epochs"), created),
+    ).lastrowid
+    run_id = conn.execute(
+        "INSERT INTO runs (job_id, experiment_id, model, params, dataset, created) VALUES (?, ?, ?, ?, ?, ?)",
+        (job_id, experiment_id, config["model"], dumps(config["params"]), config["dataset"], created),
+    ).lastrowid
+    return job_id, run_id
+
+
 class JobQueue:
     """The queue over one workspace database; safe to use from many processes."""
 
@@ -215,20 +233,8 @@ class JobQueue:
                 if existing is not None:
                     skipped += 1
                     continue
-                config = cfg.to_json(dataset_ref)
-                job_id = conn.execute(
-                    "INSERT INTO jobs (experiment_id, config_hash, config, model, dataset, priority, "
-                    "max_failures, epochs, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        experiment_id, config_hash, dumps(config), cfg.model, dataset_ref,
-                        grid.priority, grid.max_failures, config["params"].get("epochs"), created,
-                    ),
-                ).lastrowid
-                conn.execute(
-                    "INSERT INTO runs (job_id, experiment_id, model, params, dataset, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (job_id, experiment_id, cfg.model, dumps(config["params"]), dataset_ref, created),
-                )
+                job_id, _ = insert_job(conn, experiment_id, cfg.to_json(dataset_ref), config_hash,
+                                       priority=grid.priority, max_failures=grid.max_failures, created=created)
                 added.append(job_id)
             if not added and not requeued and experiment_id is not None:
                 # Nothing new: don't leave an empty experiment behind.

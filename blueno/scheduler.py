@@ -579,6 +579,10 @@ class Scheduler:
                 launched.job.id, launched.job.attempt, returncode,
                 interrupted=launched.interrupted, detail=detail,
             )
+            if state.is_terminated:
+                from blueno import notify  # posts from its own thread; a no-op when notifications are off
+
+                notify.on_job_finished(self.workspace, queue.store, launched.job.id)
             self._emit(JobExited(launched.job.id, launched.job.run_id, name, state, returncode))
 
     def _honour_cancels(self, queue: JobQueue) -> None:

@@ -16,171 +16,63 @@ everything in the workspace database.  Exit codes, which the scheduler acts on:
 Every epoch writes a checkpoint (model + a small JSON state) before it is
 reported, so the database never claims progress that cannot be resumed.
 TensorFlow is imported only once the job is known to be current and valid.
+
+At the end the best epoch's model is published as ``models/run-N/model.keras``,
+loaded back from that file and evaluated on the validation split
+(:mod:`blueno.evaluation`), so the reported figures are the saved file's.  The
+held-out test split is never looked at here: :func:`predict_run` evaluates it
+only when asked (``blueno runs test``).  The Keras-free bookkeeping (job row,
+split, checkpoint, epoch book) lives in :mod:`blueno.training_state`.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
 import os
-import shutil
 import signal
 import socket
 import sys
-import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from blueno import BluenoError, __version__, zoo
+from blueno.evaluation import Prediction, evaluate, predictions_path
 from blueno.metrics import MetricsRecorder, binary_scores
 from blueno.queue import EXIT_OK, EXIT_PERMANENT, EXIT_STALE
 from blueno.store import Store, add_outbox, dumps, now
+from blueno.training_state import (  # noqa: F401  (re-exported: the trainer's public names)
+    CHECKPOINT_DIR,
+    DEFAULT_SPLIT,
+    LR_FACTOR,
+    MODEL_FILE,
+    STATE_FILE,
+    Checkpoints,
+    Data,
+    EpochBook,
+    Job,
+    StaleAttempt,
+    TrainState,
+    format_logs,
+    load_data,
+    read_job,
+    split_indices,
+    update_job,
+)
 from blueno.workspace import Workspace
 
 EXIT_STOPPED = 128 + signal.SIGTERM
 EXIT_CRASH = 1
 
-CHECKPOINT_DIR = "checkpoint"
-STATE_FILE = "state.json"
-MODEL_FILE = "model.keras"
-DEFAULT_SPLIT = {"validation": 0.2, "test": 0.0, "seed": 0}
-LR_FACTOR = 0.5  # reduce-on-plateau multiplies the learning rate by this
 CPU_THREADS_ENV = "BLUENO_CPU_THREADS"  # set by the scheduler for CPU slots
-
-
-class StaleAttempt(Exception):
-    """The job was reclaimed by another attempt (or ended) while this one ran."""
 
 
 class Stopped(BaseException):
     """SIGTERM arrived.  A BaseException, like KeyboardInterrupt, so nothing swallows it."""
-
-
-# -- the job -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Job:
-    id: int
-    attempt: int
-    run_id: int
-    config: dict[str, Any]
-
-
-def read_job(store: Store, job_id: int, attempt: int) -> Job | None:
-    """The job if this attempt still owns it (running, same attempt), else None."""
-    row = store.query_one(
-        "SELECT jobs.state, jobs.attempt, jobs.config, runs.id AS run_id FROM jobs "
-        "LEFT JOIN runs ON runs.job_id = jobs.id WHERE jobs.id = ?",
-        (job_id,),
-    )
-    if row is None or row["state"] != "running" or row["attempt"] != attempt:
-        return None
-    if row["run_id"] is None:
-        raise BluenoError(f"job {job_id} has no row in runs; it was not enqueued through the queue")
-    return Job(job_id, attempt, row["run_id"], json.loads(row["config"]))
-
-
-def _update_job(conn: Any, job: Job, assignments: str, values: tuple[Any, ...]) -> None:
-    """Update this attempt's job row inside a write transaction.
-
-    Raises StaleAttempt, which rolls the whole transaction back, when the job
-    is no longer running under this attempt: a late write changes nothing.
-    """
-    cursor = conn.execute(
-        f"UPDATE jobs SET {assignments} WHERE id = ? AND attempt = ? AND state = 'running'",
-        (*values, job.id, job.attempt),
-    )
-    if cursor.rowcount == 0:
-        raise StaleAttempt
-
-
-# -- data --------------------------------------------------------------------
-
-
-@dataclass
-class Data:
-    ref: str  # the exact dataset version trained on
-    x: np.ndarray
-    y: np.ndarray  # int64 class indices
-    class_names: list[str]
-    train: np.ndarray  # sample indices
-    validation: np.ndarray
-    test: np.ndarray
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def binary(self) -> bool:
-        return self.n_classes == 2
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        return tuple(self.x.shape[1:])
-
-    def part(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.x[indices], dtype=np.float32), self.y[indices]
-
-
-def _id_order(ids: np.ndarray) -> np.ndarray:
-    """A fixed pseudo-random order of samples that depends only on their ids."""
-    digests = b"".join(hashlib.blake2b(str(i).encode(), digest_size=8).digest() for i in ids)
-    return np.argsort(np.frombuffer(digests, dtype=">u8"), kind="stable")
-
-
-def split_indices(
-    ids: np.ndarray, y: np.ndarray, validation: float, test: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, validation, test) indices, stratified by class.
-
-    The test split is chosen by a hash of each sample's id, not by the seed or
-    the order of the samples: every run on a dataset (and on versions derived
-    from it that keep the ids) sees the same test samples, and a larger test
-    fraction only adds samples.  Validation is drawn from the rest with ``seed``.
-    """
-    rng = np.random.default_rng(seed)
-    hashed = _id_order(ids)
-    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
-    for label in np.unique(y):
-        members = hashed[y[hashed] == label]
-        n_test = round(test * len(members))
-        n_val = round(validation * len(members))
-        rest = rng.permutation(members[n_test:])
-        for target, chosen in zip(parts, (rest[n_val:], rest[:n_val], members[:n_test]), strict=True):
-            target.append(chosen)
-    return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]
-
-
-def load_data(workspace: Workspace, store: Store, config: dict[str, Any]) -> Data:
-    """The job's dataset, derived through its preprocessing chain, split as configured."""
-    from blueno import datasets
-
-    version = datasets.prepare(workspace, store, config["dataset"], config.get("preprocessing") or [])
-    x, y, ids, class_names = datasets.load_arrays(workspace, version)
-    split = {**DEFAULT_SPLIT, **(config.get("split") or {})}
-    validation, test = float(split["validation"]), float(split["test"])
-    if not 0 < validation < 1 or not 0 <= test < 1 or validation + test >= 1:
-        raise BluenoError(
-            f"split validation={validation:g}, test={test:g}: the best epoch is chosen on the validation "
-            "split, so use 0 < validation, 0 <= test and validation + test < 1 (e.g. 0.2 and 0.1)"
-        )
-    if len(class_names) < 2:
-        raise BluenoError(f"{version.ref} has {len(class_names)} class; a classifier needs at least 2")
-    train, val, tst = split_indices(ids, y, validation, test, int(split["seed"]))
-    if len(train) == 0 or len(val) == 0:
-        raise BluenoError(
-            f"{version.ref} has {len(y)} samples: too few for validation={validation:g}, test={test:g}"
-        )
-    return Data(version.ref, x, np.asarray(y, dtype=np.int64), list(class_names), train, val, tst)
 
 
 # -- parameters --------------------------------------------------------------
@@ -206,179 +98,14 @@ def _flip_axis(spec: zoo.ModelSpec) -> int:
     return 3 if spec.input_kind == "volume" else 2
 
 
-def _minimize(monitor: str) -> bool:
-    return monitor.endswith("loss")
-
-
-# -- the checkpoint ----------------------------------------------------------
-
-
-@dataclass
-class TrainState:
-    """What a resumed attempt needs besides the model; saved as JSON next to the epoch's model file."""
-
-    epoch: int = 0  # epochs completed
-    lr: float = 0.0
-    best: float | None = None
-    best_epoch: int | None = None
-    best_logs: dict[str, float | None] = field(default_factory=dict)
-    last_logs: dict[str, float | None] = field(default_factory=dict)
-    since_best: int = 0  # epochs without improvement: early stopping
-    plateau: int = 0  # epochs without improvement since the last learning-rate cut
-    stopped_early: bool = False
-    last_file: str | None = None
-    best_file: str | None = None
-
-
-def _fsync(path: Path) -> None:
-    """Put a file's content on disk before a rename makes it the one to trust."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class Checkpoints:
-    """Epoch model files plus ``state.json``, the commit point that names the files to trust.
-
-    A model file is complete before the state that references it is renamed
-    into place, so a crash at any moment leaves a consistent checkpoint.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.folder = run_dir / CHECKPOINT_DIR
-        self.state_path = self.folder / STATE_FILE
-
-    def load(self) -> TrainState | None:
-        try:
-            state = TrainState(**json.loads(self.state_path.read_text()))
-        except FileNotFoundError:
-            return None
-        if state.last_file is None or not (self.folder / state.last_file).is_file():
-            return None
-        return state
-
-    def model_path(self, name: str) -> Path:
-        return self.folder / name
-
-    def save(self, model: Any, state: TrainState, improved: bool) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{state.epoch:05d}.keras"
-        model.save(self.folder / name)
-        _fsync(self.folder / name)
-        state.last_file = name
-        if improved:
-            state.best_file = name
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(state), indent=1))
-        _fsync(tmp)
-        os.replace(tmp, self.state_path)
-        keep = {STATE_FILE, state.last_file, state.best_file}
-        for path in self.folder.iterdir():
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
-
-    def publish_best(self, state: TrainState, target: Path) -> None:
-        """Copy the best epoch's model to ``target`` atomically."""
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.copyfile(self.folder / str(state.best_file), tmp)
-        os.replace(tmp, target)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-# -- the training loop -------------------------------------------------------
-
-
-def _json_safe(logs: dict[str, Any]) -> dict[str, float | None]:
-    """Floats for JSON columns: NaN and infinities (not JSON) become null."""
-    out: dict[str, float | None] = {}
-    for key, value in logs.items():
-        value = float(value)
-        out[key] = value if math.isfinite(value) else None
-    return out
-
-
-def _format_logs(logs: dict[str, float | None]) -> str:
-    return "  ".join(f"{k} {'-' if v is None else f'{v:.4g}'}" for k, v in logs.items())
-
-
-class EpochBook:
-    """The per-batch and per-epoch bookkeeping of one training, free of Keras.
-
-    Records metrics, keeps the best epoch, decides early stopping and
-    learning-rate cuts, writes the checkpoint and the job's progress.
-    """
-
-    def __init__(
-        self, store: Store, job: Job, recorder: MetricsRecorder, checkpoints: Checkpoints,
-        state: TrainState, params: dict[str, Any], n_train: int,
-    ) -> None:
-        self.store, self.job, self.recorder, self.checkpoints = store, job, recorder, checkpoints
-        self.state, self.params, self.n_train = state, params, n_train
-        self.batch_size = params["batch_size"]
-        self.steps_per_epoch = math.ceil(n_train / self.batch_size)
-        self._epoch = state.epoch
-        self._epoch_loss_total = 0.0
-        self._epoch_started = time.monotonic()
-
-    def epoch_begin(self, epoch: int) -> None:
-        self._epoch, self._epoch_loss_total, self._epoch_started = epoch, 0.0, time.monotonic()
-
-    def batch_end(self, batch: int, running_loss: float) -> None:
-        """Record the batch's own loss, recovered from Keras' sample-weighted running mean."""
-        seen = min((batch + 1) * self.batch_size, self.n_train)
-        size = seen - batch * self.batch_size
-        total = running_loss * seen
-        step = self._epoch * self.steps_per_epoch + batch + 1
-        self.recorder.log("batch_loss", step, (total - self._epoch_loss_total) / size)
-        self._epoch_loss_total = total
-
-    def epoch_end(self, epoch: int, logs: dict[str, float], model: Any) -> bool:
-        """Book a finished epoch; return True to stop training (early stopping)."""
-        state, params = self.state, self.params
-        logs = _json_safe({**logs, "lr": state.lr})
-        state.epoch, state.last_logs = epoch + 1, logs
-        value = logs.get(params["monitor"])
-        improved = value is not None and (
-            state.best is None or (value < state.best if _minimize(params["monitor"]) else value > state.best)
-        )
-        if improved:
-            state.best, state.best_epoch, state.best_logs = value, state.epoch, logs
-            state.since_best = state.plateau = 0
-        else:
-            state.since_best += 1
-            state.plateau += 1
-        stop = bool(params["early_stopping"]) and state.since_best >= params["early_stopping"]
-        state.stopped_early = stop
-        cut = bool(params["reduce_lr_patience"]) and state.plateau >= params["reduce_lr_patience"]
-        if cut and not stop:
-            state.lr *= LR_FACTOR
-            state.plateau = 0
-            model.optimizer.learning_rate = state.lr
-        self.checkpoints.save(model, state, improved)
-        for key, val in logs.items():
-            self.recorder.log(key, state.epoch, math.nan if val is None else val)
-        with self.store.write() as conn:
-            _update_job(conn, self.job, "epoch = ?", (state.epoch,))
-            conn.execute("UPDATE runs SET epochs_done = ? WHERE id = ?", (state.epoch, self.job.run_id))
-            self.recorder.flush()
-        notes = [f"{time.monotonic() - self._epoch_started:.1f}s"]
-        if improved:
-            notes.append("best")
-        if cut and not stop:
-            notes.append(f"lr -> {state.lr:.3g}")
-        if stop:
-            notes.append(f"early stop: no better {params['monitor']} for {state.since_best} epochs")
-        print(f"epoch {state.epoch}/{params['epochs']}  {_format_logs(logs)}  ({', '.join(notes)})",
-              flush=True)
-        return stop
+_TF_CONFIGURED: list[bool] = []
 
 
 def _configure_tensorflow(tf: Any) -> None:
-    """Share CPU cores between CPU slots; let GPU memory grow instead of grabbing it all."""
+    """Share CPU cores between CPU slots; let GPU memory grow instead of grabbing it all (once per process)."""
+    if _TF_CONFIGURED:
+        return
+    _TF_CONFIGURED.append(True)
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
@@ -506,23 +233,56 @@ def fit(
     return state, checkpoints
 
 
-def evaluate(model_path: Path, data: Data, batch_size: int) -> dict[str, Any]:
-    """Split sizes and, when there is a test split, the saved model's scores on it."""
-    evaluation: dict[str, Any] = {
-        "split": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)}
-    }
-    if len(data.test) == 0:
-        return evaluation
+def predict(model_path: Path, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Class probabilities of the model *file* (loaded afresh) for samples ``x``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet in-process use (`blueno runs test`)
     import keras
+    import tensorflow as tf
 
-    x_test, y_test = data.part(data.test)
-    probs = keras.models.load_model(model_path).predict(x_test, batch_size=batch_size, verbose=0)
-    p_true = np.clip(probs[np.arange(len(y_test)), y_test], 1e-7, 1.0)  # Keras' epsilon
-    scores = {"loss": float(-np.log(p_true).mean()), "accuracy": float((probs.argmax(1) == y_test).mean())}
-    if data.binary:
-        scores.update(binary_scores(y_test, probs[:, 1]))
-    evaluation.update(_json_safe({f"test_{k}": v for k, v in scores.items()}))
-    return evaluation
+    _configure_tensorflow(tf)
+    model = keras.models.load_model(model_path)
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def predict_split(model_path: Path, data: Data, split: str, batch_size: int) -> Prediction:
+    """The saved model's prediction on one split of ``data``."""
+    indices = data.indices(split)
+    if len(indices) == 0:
+        raise BluenoError(
+            f"the {split} split of {data.ref} is empty: the run's grid reserved none "
+            "([split] test = 0.1 reserves a test split for new runs)"
+        )
+    x, y = data.part(indices)
+    return Prediction(split, data.ids[indices], y, predict(model_path, x, batch_size), indices,
+                      list(data.class_names), data.ref)
+
+
+def run_config(store: Store, run_id: int) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(job config, resolved params, model path) of a finished training run."""
+    row = store.query_one(
+        "SELECT runs.kind, runs.params, runs.model_path, jobs.config FROM runs "
+        "LEFT JOIN jobs ON jobs.id = runs.job_id WHERE runs.id = ?", (run_id,),
+    )
+    if row is None:
+        raise BluenoError(f"there is no run {run_id}; `blueno runs ls` lists them")
+    if row["kind"] != "train" or row["config"] is None:
+        raise BluenoError(f"run {run_id} is an {row['kind']} run: it has no model of its own to predict with")
+    return json.loads(row["config"]), json.loads(row["params"]), row["model_path"]
+
+
+def predict_run(workspace: Workspace, store: Store, run_id: int, split: str) -> Prediction:
+    """Reload run ``run_id``'s saved model and predict ``split``; the prediction is also saved beside it.
+
+    The split is rebuilt exactly as in training (same dataset version,
+    preprocessing and split seed); the test split depends only on sample ids.
+    """
+    config, params, model_path = run_config(store, run_id)
+    if not model_path or not (workspace.root / model_path).is_file():
+        raise BluenoError(f"run {run_id} has no saved model (it has not finished training)")
+    data = load_data(workspace, store, config)
+    prediction = predict_split(workspace.root / model_path, data, split, int(params.get("batch_size", 32)))
+    prediction.save(predictions_path(workspace.run_dir(run_id), split))
+    return prediction
 
 
 # -- the job's lifecycle -----------------------------------------------------
@@ -535,7 +295,7 @@ def _relative(workspace: Workspace, path: Path) -> str:
 def _start_run(store: Store, workspace: Workspace, job: Job, params: dict[str, Any], data: Data) -> None:
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or None
     with store.write() as conn:
-        _update_job(conn, job, "epochs = ?", (params["epochs"],))
+        update_job(conn, job, "epochs = ?", (params["epochs"],))
         conn.execute(
             "UPDATE runs SET dataset = ?, params = ?, started = COALESCE(started, ?), host = ?, gpu = ?, "
             "log_path = ?, blueno_version = ?, git_commit = ? WHERE id = ?",
@@ -557,11 +317,17 @@ def _finish(
         )
     model_path = workspace.run_dir(job.run_id) / MODEL_FILE
     checkpoints.publish_best(state, model_path)
-    evaluation = evaluate(model_path, data, params["batch_size"])
+    prediction = predict_split(model_path, data, "validation", params["batch_size"])
+    prediction.save(predictions_path(model_path.parent, "validation"))
     t = now()
+    evaluation = {
+        "split": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)},
+        "validation": {**evaluate(prediction), "model": _relative(workspace, model_path),
+                       "epoch": state.best_epoch, "evaluated": t},
+    }
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop now would only lose finished work
     with store.write() as conn:
-        _update_job(conn, job, "state = 'succeeded', epoch = ?, error = NULL, ended = ?", (state.epoch, t))
+        update_job(conn, job, "state = 'succeeded', epoch = ?, error = NULL, ended = ?", (state.epoch, t))
         conn.execute(
             "UPDATE runs SET epochs_done = ?, best_epoch = ?, monitor = ?, final = ?, best = ?, "
             "evaluation = ?, model_path = ?, ended = ? WHERE id = ?",
@@ -571,15 +337,23 @@ def _finish(
         recorder.flush()
         add_outbox(conn, "run", job.run_id)
     checkpoints.remove()
+    _announce(workspace, store, job)
+    figures = {k: evaluation["validation"].get(k) for k in ("accuracy", "loss", "auc", "kappa")}
     print(
         f"done: best {params['monitor']} {state.best:.4g} at epoch {state.best_epoch} of {state.epoch}; "
-        f"saved {model_path}" + (f"; {_format_logs(_test_scores(evaluation))}" if len(data.test) else ""),
+        f"saved {model_path}; the saved model on validation: {format_logs(figures)}",
         flush=True,
     )
 
 
-def _test_scores(evaluation: dict[str, Any]) -> dict[str, float | None]:
-    return {k: v for k, v in evaluation.items() if k.startswith("test_")}
+def _announce(workspace: Workspace, store: Store, job: Job) -> None:
+    """The last job of an experiment to succeed announces it (if notifications are on); never fails the job."""
+    try:
+        from blueno import notify
+
+        notify.on_job_finished(workspace, store, job.id)
+    except Exception as exc:  # a notification is a courtesy: the results are committed already
+        print(f"notification not sent: {type(exc).__name__}", flush=True)
 
 
 def train(workspace: Workspace, store: Store, job: Job, recorder: MetricsRecorder) -> None:

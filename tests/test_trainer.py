@@ -347,7 +347,7 @@ def finished_run(store: Store, model: str, state: str, best: dict[str, float]) -
         conn.execute(
             "UPDATE runs SET epochs_done = 3, best_epoch = 2, monitor = 'val_loss', best = ?, final = ?, "
             "evaluation = ?, model_path = ?, started = 100, ended = 160 WHERE id = ?",
-            (dumps(best), dumps(best), dumps({"split": {"test": 5}, "test_accuracy": 0.9}),
+            (dumps(best), dumps(best), dumps({"split": {"test": 5}, "test": {"accuracy": 0.9, "n": 5, "n_wrong": 1}}),
              f"models/run-{run}/model.keras", run),
         )
         conn.execute("UPDATE jobs SET epochs = 3 WHERE id = ?", (job,))
@@ -387,11 +387,11 @@ def test_that_runs_show_gives_everything_about_one_run(
     shown = json.loads(capsys.readouterr().out)
     assert shown["params"] == {"epochs": 3} and shown["dataset"] == "digits@abc"
     assert shown["model_path"] == str(workspace.run_dir(run) / "model.keras")
-    assert shown["latest_metrics"] == {"val_loss": 0.5} and shown["evaluation"]["test_accuracy"] == 0.9
+    assert shown["latest_metrics"] == {"val_loss": 0.5} and shown["evaluation"]["test"]["accuracy"] == 0.9
 
     assert main(["--home", str(workspace.root), "runs", "show", str(run)]) == 0
     text = capsys.readouterr().out
-    assert "val_loss 0.25 at epoch 2" in text and "test_accuracy" in text
+    assert "val_loss 0.25 at epoch 2" in text and "held-out TEST split (test figures): 5 samples, 1 wrong" in text
 
     assert main(["--home", str(workspace.root), "runs", "show", "999"]) == 2
     assert "no run 999" in capsys.readouterr().err

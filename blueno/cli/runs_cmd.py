@@ -1,71 +1,34 @@
-"""``blueno runs …``: the results of trainings, from any shell.
+"""``blueno runs …`` and ``blueno report``: the results of trainings, from any shell.
 
-``list_runs`` and ``describe_run`` are the library functions; the commands
-only format what they return.
+The library functions live in :mod:`blueno.runs` (shared with the GUI) and
+:mod:`blueno.report`; the commands only format what they return.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
-from blueno import BluenoError, metrics
 from blueno.cli.common import format_value, print_json, print_table
-from blueno.store import Store
+from blueno.evaluation import HEADLINE
+from blueno.runs import (
+    JOB_STATES,
+    compare_runs,
+    describe_run,
+    evaluate_test,
+    list_runs,
+    make_ensemble,
+    repeat_groups,
+    repeat_run,
+    score,
+)
 from blueno.workspace import Workspace
-
-JOB_STATES = ("queued", "held", "running", "succeeded", "failed", "cancelled")
-_JSON_COLUMNS = ("params", "final", "best", "evaluation")
-
-_SELECT = """
-    SELECT runs.*, jobs.state, jobs.attempt, jobs.epoch AS job_epoch, jobs.epochs, jobs.error, jobs.slot
-    FROM runs LEFT JOIN jobs ON jobs.id = runs.job_id
-"""
-
-
-def _row(row: Any) -> dict[str, Any]:
-    run = dict(row)
-    for column in _JSON_COLUMNS:
-        run[column] = json.loads(run[column]) if run[column] else None
-    started, ended = run["started"], run["ended"]
-    if started is not None and ended is None and run["state"] == "running":
-        ended = time.time()
-    run["duration"] = ended - started if started is not None and ended is not None else None
-    return run
-
-
-def list_runs(
-    store: Store, *, experiment_id: int | None = None, state: str | None = None
-) -> list[dict[str, Any]]:
-    """Runs with their job's state, newest first; JSON columns parsed, ``duration`` in seconds."""
-    where, params = [], []
-    if experiment_id is not None:
-        where.append("runs.experiment_id = ?")
-        params.append(experiment_id)
-    if state is not None:
-        where.append("jobs.state = ?")
-        params.append(state)
-    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY runs.id DESC"
-    return [_row(row) for row in store.query(sql, params)]
-
-
-def describe_run(store: Store, workspace: Workspace, run_id: int) -> dict[str, Any]:
-    """One run in full: parameters, final and best metrics, evaluation, paths, latest metric values."""
-    row = store.query_one(_SELECT + " WHERE runs.id = ?", (run_id,))
-    if row is None:
-        raise BluenoError(f"there is no run {run_id}; `blueno runs ls` lists them")
-    run = _row(row)
-    for column in ("model_path", "log_path"):
-        if run[column]:
-            run[column] = str(workspace.root / run[column])
-    run["latest_metrics"] = metrics.latest(store, [run_id]).get(run_id, {})
-    return run
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("runs", help="list trainings and show their results")
+    parser = commands.add_parser("runs", help="list trainings, show, compare, test, repeat and ensemble them")
     sub = parser.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
 
     ls = sub.add_parser("ls", help="list runs, newest first")
@@ -74,10 +37,46 @@ def register(commands: argparse._SubParsersAction) -> None:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_ls)
 
-    show = sub.add_parser("show", help="one run in full: parameters, metrics, dataset, files")
+    show = sub.add_parser("show", help="one run in full: parameters, metrics, evaluation, files")
     show.add_argument("run", type=int, metavar="RUN")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(func=cmd_show)
+
+    compare = sub.add_parser("compare", help="runs side by side: parameters (differences marked *) and metrics")
+    compare.add_argument("runs", type=int, nargs="+", metavar="RUN")
+    compare.add_argument("--json", action="store_true", help="machine-readable output")
+    compare.set_defaults(func=cmd_compare)
+
+    test = sub.add_parser(
+        "test", help="evaluate chosen runs on the held-out test split (stored, marked as test figures)")
+    test.add_argument("runs", type=int, nargs="+", metavar="RUN")
+    test.add_argument("--json", action="store_true", help="machine-readable output")
+    test.set_defaults(func=cmd_test)
+
+    repeat = sub.add_parser("repeat", help="queue a run's configuration again with new seeds")
+    repeat.add_argument("run", type=int, metavar="RUN")
+    repeat.add_argument("--seeds", type=int, default=5, metavar="N", help="how many new seeds (default 5)")
+    repeat.set_defaults(func=cmd_repeat)
+
+    repeats = sub.add_parser("repeats", help="configurations run with several seeds: mean ± std of each metric")
+    repeats.add_argument("--experiment", type=int, metavar="N", help="only runs of experiment N")
+    repeats.add_argument("--json", action="store_true", help="machine-readable output")
+    repeats.set_defaults(func=cmd_repeats)
+
+    ensemble = sub.add_parser(
+        "ensemble", help="average runs' predicted probabilities and record the ensemble as a run")
+    ensemble.add_argument("runs", type=int, nargs="+", metavar="RUN")
+    ensemble.add_argument("--name", help="a name for the ensemble")
+    ensemble.add_argument("--test", action="store_true", help="also evaluate the held-out test split")
+    ensemble.set_defaults(func=cmd_ensemble)
+
+    report = commands.add_parser(
+        "report", help="write a self-contained HTML report of a run or of an experiment")
+    report.add_argument("target", metavar="RUN|EXPERIMENT",
+                        help="a run id, or an experiment as exp:N, experiment:N or its name")
+    report.add_argument("--experiment", action="store_true", help="the number is an experiment id, not a run")
+    report.add_argument("--out", required=True, metavar="DIR", help="folder to write report.html into")
+    report.set_defaults(func=cmd_report)
 
 
 def _duration(seconds: float | None) -> str | None:
@@ -87,10 +86,6 @@ def _duration(seconds: float | None) -> str | None:
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def _best_value(run: dict[str, Any]) -> float | None:
-    return (run["best"] or {}).get(run["monitor"]) if run["monitor"] else None
 
 
 def cmd_ls(workspace: Workspace, args: argparse.Namespace) -> int:
@@ -105,7 +100,7 @@ def cmd_ls(workspace: Workspace, args: argparse.Namespace) -> int:
     rows = [
         (run["id"], run["job_id"], run["experiment_id"], run["state"], run["model"], run["dataset"],
          f"{run['epochs_done']}/{run['epochs']}" if run["epochs"] else run["epochs_done"],
-         run["monitor"], _best_value(run), run["best_epoch"], _duration(run["duration"]))
+         run["monitor"], score(run), run["best_epoch"], _duration(run["duration"]))
         for run in runs
     ]
     headers = ("run", "job", "exp", "state", "model", "dataset", "epoch", "monitor", "best", "at epoch",
@@ -128,9 +123,9 @@ def cmd_show(workspace: Workspace, args: argparse.Namespace) -> int:
         return 0
     best = None
     if run["monitor"]:
-        best = f"{run['monitor']} {format_value(_best_value(run))} at epoch {format_value(run['best_epoch'])}"
+        best = f"{run['monitor']} {format_value(score(run))} at epoch {format_value(run['best_epoch'])}"
     fields = [
-        ("run", run["id"]), ("job", run["job_id"]), ("experiment", run["experiment_id"]),
+        ("run", run["id"]), ("kind", run["kind"]), ("job", run["job_id"]), ("experiment", run["experiment_id"]),
         ("state", run["state"]), ("attempt", run["attempt"]), ("model", run["model"]),
         ("dataset", run["dataset"]), ("epochs", f"{run['epochs_done']} of {format_value(run['epochs'])}"),
         ("best", best),
@@ -145,6 +140,112 @@ def cmd_show(workspace: Workspace, args: argparse.Namespace) -> int:
     _section("metrics", ("metric", "best epoch", "last epoch"),
              [(key, best.get(key), final.get(key)) for key in sorted({*best, *final})])
     evaluation = run["evaluation"] or {}
-    _section("saved model on the test split", ("metric", "value"),
-             sorted((k, v) for k, v in evaluation.items() if k != "split"))
+    for split, title in (("validation", "the saved model on the validation split"),
+                         ("test", "the saved model on the held-out TEST split (test figures)")):
+        part = evaluation.get(split)
+        if isinstance(part, dict):
+            rows = [(key, part.get(key)) for key in (*HEADLINE, "average_precision") if key in part]
+            _section(f"{title}: {part.get('n')} samples, {part.get('n_wrong')} wrong", ("metric", "value"), rows)
+            if part.get("youden"):
+                youden = part["youden"]
+                print(f"Youden's J {format_value(youden['j'])} at threshold {format_value(youden['threshold'])}: "
+                      f"sensitivity {format_value(youden['sensitivity'])}, "
+                      f"specificity {format_value(youden['specificity'])}")
+            _confusion(part)
+    return 0
+
+
+def _confusion(part: dict[str, Any]) -> None:
+    classes, matrix = part.get("classes"), part.get("confusion")
+    if classes and matrix and len(classes) <= 20:
+        _section("confusion matrix (rows: true class, columns: predicted)", ("true", *map(str, classes)),
+                 [(name, *row) for name, row in zip(classes, matrix, strict=True)])
+
+
+def cmd_compare(workspace: Workspace, args: argparse.Namespace) -> int:
+    with workspace.open_store() as store:
+        comparison = compare_runs(store, args.runs)
+    if args.json:
+        print_json(asdict(comparison))
+        return 0
+    rows = [(("* " if p["differs"] else "  ") + p["name"], *p["values"]) for p in comparison.params]
+    print_table(rows, ("parameter", *comparison.labels))
+    rows = []
+    for m in comparison.metrics:
+        values = [format_value(v) + (" <" if i == m["best"] else "") for i, v in enumerate(m["values"])]
+        rows.append((m["name"] + (" (TEST)" if m["test"] else ""), *values))
+    print()
+    print_table(rows, ("metric (< best)", *comparison.labels))
+    return 0
+
+
+def cmd_test(workspace: Workspace, args: argparse.Namespace) -> int:
+    with workspace.open_store() as store:
+        results = evaluate_test(workspace, store, args.runs)
+    if args.json:
+        print_json(results)
+        return 0
+    rows = [(run_id, r["n"], *(r.get(k) for k in HEADLINE)) for run_id, r in results.items()]
+    print("held-out TEST split (stored with each run as evaluation.test):")
+    print_table(rows, ("run", "samples", *HEADLINE))
+    return 0
+
+
+def cmd_repeat(workspace: Workspace, args: argparse.Namespace) -> int:
+    with workspace.open_store() as store:
+        added = repeat_run(store, args.run, args.seeds)
+    for job_id, run_id, seed in added:
+        print(f"queued job {job_id} (run {run_id}) with seed {seed}")
+    print(f"{len(added)} repeats of run {args.run} queued; `blueno runs repeats` shows mean ± std as they finish")
+    return 0
+
+
+def _plus_minus(stat: dict[str, Any]) -> str:
+    if stat["mean"] is None:
+        return "-"
+    text = format_value(stat["mean"])
+    return text + (f" ± {format_value(stat['std'])}" if stat["std"] is not None else "") + f" (n={stat['n']})"
+
+
+def cmd_repeats(workspace: Workspace, args: argparse.Namespace) -> int:
+    with workspace.open_store() as store:
+        groups = repeat_groups(store, args.experiment)
+    if args.json:
+        print_json([asdict(g) for g in groups])
+        return 0
+    if not groups:
+        print("no configuration has been run with several seeds; `blueno runs repeat RUN --seeds 5` queues some")
+        return 0
+    for group in groups:
+        print(f"\n{group.model} " + " ".join(f"{k}={format_value(v)}" for k, v in sorted(group.params.items())))
+        print(f"runs {', '.join(map(str, group.run_ids))}; seeds {', '.join(map(str, group.seeds))}")
+        rows = [(name + (" (TEST)" if name.startswith("test.") else ""), _plus_minus(stat))
+                for name, stat in group.stats.items()]
+        print_table(rows, ("metric", "mean ± std"))
+    return 0
+
+
+def cmd_ensemble(workspace: Workspace, args: argparse.Namespace) -> int:
+    with workspace.open_store() as store:
+        run_id = make_ensemble(workspace, store, args.runs, name=args.name, test=args.test)
+        run = describe_run(store, workspace, run_id)
+    print(f"ensemble of runs {', '.join(map(str, args.runs))} recorded as run {run_id}")
+    for split in ("validation", "test"):
+        part = (run["evaluation"] or {}).get(split)
+        if part:
+            figures = ", ".join(f"{k} {format_value(part.get(k))}" for k in HEADLINE if k in part)
+            print(f"{split.upper() if split == 'test' else split}: {figures}")
+    return 0
+
+
+def cmd_report(workspace: Workspace, args: argparse.Namespace) -> int:
+    from blueno import report
+
+    with workspace.open_store() as store:
+        kind, ident = report.parse_target(store, args.target, args.experiment)
+        if kind == "run":
+            path = report.write_run_report(workspace, store, ident, Path(args.out))
+        else:
+            path = report.write_experiment_report(workspace, store, ident, Path(args.out))
+    print(f"wrote {path}")
     return 0

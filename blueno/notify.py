@@ -1,0 +1,208 @@
+"""Optional notifications: a Slack-compatible webhook when a job fails or an experiment finishes.
+
+Off by default.  Turned on by the settings file::
+
+    [notify]
+    webhook_url = "https://hooks.slack.com/services/…"   # or BLUENO_NOTIFY_WEBHOOK_URL, or the
+                                    # secret file credentials/notify-webhook-url (mode 0600)
+    on_job_failed = true            # default true
+    on_experiment_finished = true   # default true
+    enabled = true                  # false keeps the URL but sends nothing
+
+The message is Slack's incoming-webhook JSON (``{"text": …}``), which
+Mattermost, Rocket.Chat, Discord (``/slack``) and Teams connectors also take,
+with the headline figures: the best runs on validation, job counts, the error
+of a failed job.  The webhook URL is a secret (it carries the token): it is
+never logged, printed or put in an exception message.
+
+The scheduler calls :func:`on_job_finished` after it records how a job ended;
+it returns at once and posts from a (non-daemon) thread, so a slow receiver
+never holds up scheduling and a process that exits still delivers.  An
+experiment is announced once per "all its jobs ended" (a row in ``meta``
+makes the announcement idempotent across processes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from blueno.runs import figures, score, top_runs
+from blueno.store import Store, now
+from blueno.workspace import Workspace
+
+ENV_URL = "BLUENO_NOTIFY_WEBHOOK_URL"
+SECRET_FILE = "notify-webhook-url"  # in credentials/: what Workspace.save_secret writes for the settings dialog
+TIMEOUT_S = 10.0
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    webhook_url: str | None = None
+    on_job_failed: bool = True
+    on_experiment_finished: bool = True
+
+    def __repr__(self) -> str:  # the URL carries the webhook's token
+        return (f"NotifyConfig(webhook_url={'***' if self.webhook_url else None}, "
+                f"on_job_failed={self.on_job_failed}, on_experiment_finished={self.on_experiment_finished})")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhook_url)
+
+
+def load_config(workspace: Workspace) -> NotifyConfig:
+    """The environment, else ``[notify] webhook_url``, else the secret file (``credentials/notify-webhook-url``).
+
+    ``enabled = false`` in ``[notify]`` turns notifications off while keeping the URL.
+    """
+    section = workspace.settings().get("notify") or {}
+    url = os.environ.get(ENV_URL) or section.get("webhook_url") or None
+    if url is None:
+        path = workspace.credentials_dir / str(section.get("webhook_url_file") or SECRET_FILE)
+        try:
+            url = path.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            url = None
+    if not section.get("enabled", True):
+        url = None
+    return NotifyConfig(url, bool(section.get("on_job_failed", True)),
+                        bool(section.get("on_experiment_finished", True)))
+
+
+def post(config: NotifyConfig, message: dict[str, Any], timeout: float = TIMEOUT_S) -> bool:
+    """POST the JSON message; True when the receiver accepted it (2xx).  Failures are logged without the URL."""
+    if not config.webhook_url:
+        return False
+    request = urllib.request.Request(
+        config.webhook_url, data=json.dumps(message).encode(), method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "blueno-notify"},
+    )
+    for attempt in (1, 2):
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return 200 <= response.status < 300
+        except urllib.error.HTTPError as exc:
+            reason = f"HTTP {exc.code}"
+            retry = exc.code == 429 or exc.code >= 500
+        except (urllib.error.URLError, OSError) as exc:
+            reason = type(getattr(exc, "reason", exc)).__name__  # never str(exc): it may quote the URL
+            retry = True
+        if not retry or attempt == 2:
+            log.warning("notification webhook failed (%s); the message was not delivered", reason)
+            return False
+    return False
+
+
+# -- messages ---------------------------------------------------------------------
+
+
+def _figure_text(run: dict[str, Any]) -> str:
+    f = figures(run)
+    parts = [f"{run['monitor']} {score(run):.4g}" if score(run) is not None else "no score"]
+    for key in ("validation.accuracy", "validation.auc", "validation.f1"):
+        if f.get(key) is not None:
+            parts.append(f"{key.split('.')[1]} {f[key]:.4g}")
+    return ", ".join(parts)
+
+
+def _params_text(run: dict[str, Any], limit: int = 6) -> str:
+    params = run.get("params") or {}
+    shown = [f"{k}={v}" for k, v in sorted(params.items()) if k not in ("epochs", "monitor")][:limit]
+    return " ".join(shown)
+
+
+def experiment_message(store: Store, experiment_id: int) -> dict[str, Any]:
+    experiment = store.query_one("SELECT name FROM experiments WHERE id = ?", (experiment_id,))
+    name = experiment["name"] if experiment else f"#{experiment_id}"
+    counts = dict(store.query("SELECT state, count(*) FROM jobs WHERE experiment_id = ? GROUP BY state",
+                              (experiment_id,)))
+    lines = [f"*Blueno: experiment {name} (#{experiment_id}) finished*: "
+             + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))]
+    best = top_runs(store, experiment_id, limit=3)
+    for i, run in enumerate(best, 1):
+        lines.append(f"{i}. run {run['id']} {run['model']}: {_figure_text(run)} ({_params_text(run)})")
+    if not best:
+        lines.append("No run produced a result.")
+    return {"text": "\n".join(lines), "username": "Blueno"}
+
+
+def job_failed_message(store: Store, job_id: int) -> dict[str, Any]:
+    row = store.query_one(
+        "SELECT jobs.id, jobs.model, jobs.error, jobs.attempt, jobs.experiment_id, runs.id AS run_id, "
+        "experiments.name FROM jobs LEFT JOIN runs ON runs.job_id = jobs.id "
+        "LEFT JOIN experiments ON experiments.id = jobs.experiment_id WHERE jobs.id = ?", (job_id,))
+    error = (row["error"] or "no reason recorded").strip().splitlines()
+    text = (f"*Blueno: job {row['id']} failed* (run {row['run_id']}, {row['model']}, experiment {row['name']} "
+            f"#{row['experiment_id']}, attempt {row['attempt']})\n> {error[-1][:500] if error else ''}")
+    return {"text": text, "username": "Blueno"}
+
+
+# -- hooks ------------------------------------------------------------------------------
+
+
+def _experiment_done(store: Store, experiment_id: int) -> int | None:
+    """How many jobs the experiment has when all of them have ended; None while any is still to run."""
+    row = store.query_one(
+        "SELECT count(*) AS n, sum(state IN ('queued', 'held', 'running')) AS open FROM jobs "
+        "WHERE experiment_id = ?", (experiment_id,))
+    return row["n"] if row["n"] and not row["open"] else None
+
+
+def _claim_announcement(store: Store, key: str) -> bool:
+    """True for exactly one caller per key, across processes."""
+    with store.write() as conn:
+        return conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                            (key, str(now()))).rowcount == 1
+
+
+def _send(config: NotifyConfig, message: dict[str, Any], wait: bool) -> threading.Thread | None:
+    if wait:
+        post(config, message)
+        return None
+    thread = threading.Thread(target=post, args=(config, message), name="blueno-notify", daemon=False)
+    thread.start()
+    return thread
+
+
+def on_experiment_finished(
+    workspace: Workspace, store: Store, experiment_id: int, *, wait: bool = False
+) -> threading.Thread | None:
+    """Announce a finished experiment once (per number of jobs it has), if configured to."""
+    config = load_config(workspace)
+    if not config.enabled or not config.on_experiment_finished:
+        return None
+    n_jobs = _experiment_done(store, experiment_id)
+    if n_jobs is None or not _claim_announcement(store, f"notify:experiment:{experiment_id}:{n_jobs}"):
+        return None
+    return _send(config, experiment_message(store, experiment_id), wait)
+
+
+def on_job_finished(
+    workspace: Workspace, store: Store, job_id: int, *, wait: bool = False
+) -> list[threading.Thread]:
+    """Call after a job reached its final state: notifies a failure, and its experiment's end.
+
+    Cheap when notifications are off (one settings read).  Returns the sending
+    threads (empty when nothing was sent, or when ``wait`` sent synchronously).
+    """
+    config = load_config(workspace)
+    if not config.enabled:
+        return []
+    row = store.query_one("SELECT state, experiment_id, attempt FROM jobs WHERE id = ?", (job_id,))
+    if row is None:
+        return []
+    threads = []
+    if row["state"] == "failed" and config.on_job_failed and _claim_announcement(
+            store, f"notify:job-failed:{job_id}:{row['attempt']}"):
+        threads.append(_send(config, job_failed_message(store, job_id), wait))
+    if row["state"] in ("succeeded", "failed", "cancelled"):
+        threads.append(on_experiment_finished(workspace, store, row["experiment_id"], wait=wait))
+    return [t for t in threads if t is not None]
