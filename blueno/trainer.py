@@ -337,23 +337,12 @@ def _finish(
         recorder.flush()
         add_outbox(conn, "run", job.run_id)
     checkpoints.remove()
-    _announce(workspace, store, job)
     figures = {k: evaluation["validation"].get(k) for k in ("accuracy", "loss", "auc", "kappa")}
     print(
         f"done: best {params['monitor']} {state.best:.4g} at epoch {state.best_epoch} of {state.epoch}; "
         f"saved {model_path}; the saved model on validation: {format_logs(figures)}",
         flush=True,
     )
-
-
-def _announce(workspace: Workspace, store: Store, job: Job) -> None:
-    """The last job of an experiment to succeed announces it (if notifications are on); never fails the job."""
-    try:
-        from blueno import notify
-
-        notify.on_job_finished(workspace, store, job.id)
-    except Exception as exc:  # a notification is a courtesy: the results are committed already
-        print(f"notification not sent: {type(exc).__name__}", flush=True)
 
 
 def train(workspace: Workspace, store: Store, job: Job, recorder: MetricsRecorder) -> None:
@@ -373,6 +362,21 @@ def train(workspace: Workspace, store: Store, job: Job, recorder: MetricsRecorde
     )
     state, checkpoints = fit(workspace, store, job, spec, params, data, recorder)
     _finish(store, workspace, job, params, data, state, checkpoints, recorder)
+    _upload_model(workspace, store, job.run_id)
+
+
+def _upload_model(workspace: Workspace, store: Store, run_id: int) -> None:
+    """Copy the saved model to Cloud Storage when a bucket is configured; the run has succeeded either way."""
+    if not workspace.settings().get("gcs", {}).get("bucket"):
+        return
+    from blueno import gcs
+
+    try:
+        url = gcs.upload_run_model(workspace, store, run_id)
+    except BluenoError as exc:  # the result is committed: say why the copy is missing, don't fail the run
+        print(f"model not uploaded to Cloud Storage: {exc}", flush=True)
+    else:
+        print(f"model uploaded, checksum verified: {url}", flush=True)
 
 
 def _record_error(store: Store, job_id: int, attempt: int, message: str) -> int:

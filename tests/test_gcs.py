@@ -144,7 +144,7 @@ def test_that_finished_run_models_upload_when_a_bucket_is_configured_and_pull_ba
     assert url == f"{gcs_bucket}/models/run-{run_id}/model.keras"
     assert store.query_one("SELECT model_url FROM runs WHERE id = ?", (run_id,))["model_url"] == url
     model.unlink()
-    assert main(["--home", str(workspace.root), "data", "pull-model", str(run_id)]) == 0
+    assert main(["--home", str(workspace.root), "runs", "pull", str(run_id)]) == 0
     assert model.read_bytes() == b"keras zip bytes" * 1000
 
 
@@ -230,3 +230,20 @@ def test_that_every_upload_carries_a_generation_precondition(workspace, store, g
     stale.upload_from_string(b"stale again")
     with pytest.raises(BluenoError, match="changed while Blueno worked on it .* Nothing was overwritten"):
         gcs.push(workspace, store, v.ref, gcs_bucket)
+
+
+@pytest.mark.slow
+def test_that_a_trainer_uploads_its_saved_model_when_a_bucket_is_configured(workspace, store, gcs_bucket):
+    from training_helpers import submit, threes_and_eights
+
+    from blueno.scheduler import Scheduler, Slot
+
+    workspace.settings_path.write_text(f'[gcs]\nbucket = "{gcs_bucket}"\n')
+    ref = threes_and_eights(workspace, store)
+    submit(workspace, store, f'name = "uploaded"\ndataset = "{ref}"\n[params]\nepochs = 1\n[models.mlp]\n')
+    Scheduler(workspace, [Slot("cpu0", None)]).run(until_empty=True)
+    run = store.query_one("SELECT runs.id, model_url, state FROM runs JOIN jobs ON jobs.id = runs.job_id")
+    assert run["state"] == "succeeded"
+    assert run["model_url"] == f"{gcs_bucket}/models/run-{run['id']}/model.keras"
+    local = (workspace.run_dir(run["id"]) / "model.keras").read_bytes()
+    assert blob(run["model_url"]).download_as_bytes() == local

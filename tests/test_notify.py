@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -173,10 +174,13 @@ def test_that_the_environment_overrides_the_settings(
 
 
 @pytest.mark.slow
-def test_that_the_trainer_of_the_last_job_announces_its_experiment(
+def test_that_the_scheduler_announces_an_experiment_when_its_last_job_ends(
     workspace: Workspace, store: Store, receiver: Receiver
 ) -> None:
-    from training_helpers import submit, threes_and_eights, train_queued
+    from training_helpers import submit, threes_and_eights
+
+    from blueno.queue import JobQueue
+    from blueno.scheduler import Scheduler, Slot
 
     configure(workspace, receiver.url)
     ref = threes_and_eights(workspace, store)
@@ -189,7 +193,11 @@ monitor = "val_auc"
 [models.mlp]
 hidden_units = 4
 """)
-    assert set(train_queued(workspace, store).values()) == {"succeeded"}
+    Scheduler(workspace, [Slot("cpu0", None)]).run(until_empty=True)
+    assert [job.state for job in JobQueue(store).jobs()] == ["succeeded"]
+    deadline = time.monotonic() + 10  # the scheduler posts from a thread of its own
+    while not receiver.messages and time.monotonic() < deadline:
+        time.sleep(0.05)
 
     (message,) = receiver.messages
     run = store.query_one("SELECT id FROM runs")["id"]

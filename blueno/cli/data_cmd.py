@@ -8,51 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from typing import Any
 
 from blueno import BluenoError, datasets
-from blueno.cli.common import print_json, print_table
-from blueno.dataset_task import Progress, Task
+from blueno.cli.common import print_json, print_table, run_with_progress
 from blueno.workspace import Workspace
-
-
-class TerminalProgress:
-    """A one-line progress bar on stderr, redrawn at most ten times a second (silent when not a TTY)."""
-
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
-        self._last = 0.0
-
-    def __call__(self, p: Progress) -> None:
-        if not self.enabled:
-            return
-        moment = time.monotonic()
-        if moment - self._last < 0.1 and p.files_done < p.files_total:
-            return
-        self._last = moment
-        width = 30
-        filled = int(p.fraction * width)
-        counts = f"{p.files_done}/{p.files_total} files" if p.files_total else ""
-        size = f"{p.bytes_done / 1e6:.1f}/{p.bytes_total / 1e6:.1f} MB" if p.bytes_total else ""
-        line = f"{p.stage:<11} [{'#' * filled}{'.' * (width - filled)}] {counts} {size} {p.current[-30:]}"
-        sys.stderr.write("\r" + line[:110].ljust(110))
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * 110 + "\r")
-
-
-def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a long library function with a terminal progress bar (Ctrl-C: it undoes unfinished work)."""
-    bar = TerminalProgress()
-    task = Task(bar)
-    try:
-        return fn(*args, task=task, **kwargs)
-    finally:
-        bar.done()
 
 
 def _row(v: datasets.DatasetVersion) -> list[Any]:
@@ -63,7 +23,7 @@ def _row(v: datasets.DatasetVersion) -> list[Any]:
 
 def cmd_demo(workspace: Workspace, args: argparse.Namespace) -> int:
     store = workspace.open_store()
-    version = _run(datasets.make_demo, workspace, store)
+    version = run_with_progress(datasets.make_demo, workspace, store)
     print(f"{version.ref}: {version.n_samples} samples, {version.n_classes} classes, {version.path}")
     return 0
 
@@ -76,7 +36,7 @@ def cmd_import(workspace: Workspace, args: argparse.Namespace) -> int:
                           "to name each dataset after its file or folder.")
     store = workspace.open_store()
     for path in args.paths:
-        result = _run(import_path, workspace, store, path, name=args.name, label_col=args.label_col,
+        result = run_with_progress(import_path, workspace, store, path, name=args.name, label_col=args.label_col,
                       id_col=args.id_col, link=args.link)
         v = result.version
         verb = "already imported as" if result.existed else "imported as"
@@ -116,7 +76,7 @@ def cmd_show(workspace: Workspace, args: argparse.Namespace) -> int:
 def cmd_verify(workspace: Workspace, args: argparse.Namespace) -> int:
     store = workspace.open_store()
     version = datasets.resolve(store, workspace, args.ref)
-    report = _run(datasets.verify, workspace, version)
+    report = run_with_progress(datasets.verify, workspace, version)
     if args.json:
         print_json(report.as_dict())
     else:
@@ -147,7 +107,7 @@ def cmd_derive(workspace: Workspace, args: argparse.Namespace) -> int:
 
     store = workspace.open_store()
     parent = datasets.resolve(store, workspace, args.ref)
-    derived = _run(derive, workspace, store, parent, args.transform, dict(args.param), name=args.as_name)
+    derived = run_with_progress(derive, workspace, store, parent, args.transform, dict(args.param), name=args.as_name)
     print(f"{derived.ref}: {args.transform} of {parent.ref}, samples shaped {derived.sample_shape}")
     return 0
 
@@ -156,7 +116,7 @@ def cmd_push(workspace: Workspace, args: argparse.Namespace) -> int:
     from blueno import gcs
 
     store = workspace.open_store()
-    print(_run(gcs.push, workspace, store, args.ref, args.to, workers=args.workers).describe("uploaded"))
+    print(run_with_progress(gcs.push, workspace, store, args.ref, args.to, workers=args.workers).describe("uploaded"))
     return 0
 
 
@@ -164,7 +124,7 @@ def cmd_pull(workspace: Workspace, args: argparse.Namespace) -> int:
     from blueno import gcs
 
     store = workspace.open_store()
-    print(_run(gcs.pull_sync, workspace, store, args.url, workers=args.workers).describe("downloaded"))
+    print(run_with_progress(gcs.pull_sync, workspace, store, args.url, workers=args.workers).describe("downloaded"))
     return 0
 
 
@@ -178,14 +138,6 @@ def cmd_remote_ls(workspace: Workspace, args: argparse.Namespace) -> int:
         print_table(([r["ref"], r["kind"], r["n_samples"], r["n_files"], f"{r['size_bytes'] / 1e6:.1f} MB",
                       r["parent"], r["url"]] for r in rows),
                     ["DATASET", "KIND", "SAMPLES", "FILES", "SIZE", "PARENT", "URL"])
-    return 0
-
-
-def cmd_pull_model(workspace: Workspace, args: argparse.Namespace) -> int:
-    from blueno import gcs
-
-    store = workspace.open_store()
-    print(_run(gcs.pull_run_model, workspace, store, args.run))
     return 0
 
 
@@ -253,6 +205,3 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_remote_ls)
 
-    p = sub.add_parser("pull-model", help="download a run's model back from Cloud Storage")
-    p.add_argument("run", type=int, metavar="RUN")
-    p.set_defaults(func=cmd_pull_model)

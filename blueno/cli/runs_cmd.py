@@ -53,6 +53,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     test.add_argument("--json", action="store_true", help="machine-readable output")
     test.set_defaults(func=cmd_test)
 
+    pull = sub.add_parser("pull", help="download a run's model back from Cloud Storage (checksum-verified)")
+    pull.add_argument("run", type=int, metavar="RUN")
+    pull.set_defaults(func=cmd_pull)
+
     repeat = sub.add_parser("repeat", help="queue a run's configuration again with new seeds")
     repeat.add_argument("run", type=int, metavar="RUN")
     repeat.add_argument("--seeds", type=int, default=5, metavar="N", help="how many new seeds (default 5)")
@@ -188,6 +192,15 @@ def cmd_test(workspace: Workspace, args: argparse.Namespace) -> int:
     rows = [(run_id, r["n"], *(r.get(k) for k in HEADLINE)) for run_id, r in results.items()]
     print("held-out TEST split (stored with each run as evaluation.test):")
     print_table(rows, ("run", "samples", *HEADLINE))
+    return 0
+
+
+def cmd_pull(workspace: Workspace, args: argparse.Namespace) -> int:
+    from blueno import gcs
+    from blueno.cli.common import run_with_progress
+
+    with workspace.open_store() as store:
+        print(run_with_progress(gcs.pull_run_model, workspace, store, args.run))
     return 0
 
 
