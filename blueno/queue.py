@@ -373,24 +373,24 @@ class JobQueue:
         return state
 
     def recover(self, process_alive: Callable[[int, float | None], bool],
-                stop_process: Callable[[int], None]) -> RecoveryReport:
+                stop_processes: Callable[[list[int]], None]) -> RecoveryReport:
         """Settle jobs left ``running`` by a scheduler that is gone.
 
         Call only while holding the workspace's scheduler lock (so no other
         scheduler owns them).  ``process_alive(pid, started)`` must say whether
         that exact process (pid *and* start time: pids are reused) still runs;
-        ``stop_process`` ends an orphaned trainer's process group before its
-        job is requeued.  Interrupted jobs are requeued without counting a
+        ``stop_processes`` ends orphaned trainers' process groups (all at
+        once) before their jobs are requeued.  Interrupted jobs are requeued without counting a
         failure and resume from their checkpoint.
         """
         report = RecoveryReport([], [], [], [])
         rows = self.store.query(
             "SELECT id, attempt, pid, pid_started, cancel_requested FROM jobs WHERE state = 'running'"
         )
-        for row in rows:
-            if row["pid"] is not None and process_alive(row["pid"], row["pid_started"]):
-                stop_process(row["pid"])
-                report.killed.append(row["id"])
+        orphans = [row for row in rows if row["pid"] is not None and process_alive(row["pid"], row["pid_started"])]
+        if orphans:
+            stop_processes([row["pid"] for row in orphans])
+            report.killed.extend(row["id"] for row in orphans)
         t = now()
         with self.store.write() as conn:
             for row in rows:

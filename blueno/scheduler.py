@@ -36,7 +36,7 @@ from blueno.workspace import Workspace
 
 GRACE_S = 10.0  # SIGTERM → SIGKILL
 HEARTBEAT_S = 2.0
-IDLE_WAIT_S = 0.2  # how often an idle scheduler looks for new jobs and cancel requests
+TICK_S = 0.02  # how often the loop checks PRAGMA data_version for new jobs and cancel requests
 TRAINER_ENV = "BLUENO_TRAINER"  # a command that replaces `python -m blueno.trainer`
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
@@ -221,20 +221,45 @@ def process_alive(pid: int, started: float | None) -> bool:
         return False
 
 
-def kill_tree(pid: int, grace: float = GRACE_S) -> None:
-    """Stop a process, its process group and every descendant: SIGTERM, grace, SIGKILL.
+def kill_trees(pids: Sequence[int], grace: float = GRACE_S) -> None:
+    """Stop processes, their process groups and every descendant: SIGTERM, grace, SIGKILL.
 
-    Blocking; the scheduler's loop uses :class:`Launched` to do the same
-    without waiting.
+    All are signalled first and waited for together, so stopping many costs
+    one grace period, not one each.  Blocking; the scheduler's loop uses
+    :class:`Launched` to do the same without waiting.
     """
+    members: dict[int, list[psutil.Process]] = {}
+    for pid in pids:
+        try:
+            members[pid] = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            members[pid] = []
+        _signal_group(pid, signal.SIGTERM, members[pid])
+    everyone = [proc for group in members.values() for proc in group]
+    if _wait_gone(everyone, grace):
+        return
+    for pid, group in members.items():
+        _signal_group(pid, signal.SIGKILL, group)
+    _wait_gone(everyone, 2.0)
+
+
+def _wait_gone(processes: Sequence[psutil.Process], timeout: float) -> bool:
+    """Wait until none of ``processes`` runs; a zombie counts as gone (whoever reaps it, it holds nothing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in processes if _running(p)]
+        if not alive:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def _running(proc: psutil.Process) -> bool:
     try:
-        members = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
-        members = []
-    _signal_group(pid, signal.SIGTERM, members)
-    _, alive = psutil.wait_procs(members, timeout=grace)
-    _signal_group(pid, signal.SIGKILL, alive)
-    psutil.wait_procs(alive, timeout=2)
+        return False
 
 
 def become_subreaper() -> bool:
@@ -325,7 +350,7 @@ def _log_tail(path: os.PathLike[str], limit: int = 300) -> str:
             lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines()]
     except OSError:
         return ""
-    lines = [line for line in lines if line]
+    lines = [line for line in lines if line and not line.startswith("=== ")]  # not our own banners
     return lines[-1][:limit] if lines else ""
 
 
@@ -477,27 +502,32 @@ class Scheduler:
     def _loop(self, store: Store, queue: JobQueue, until_empty: bool) -> None:
         self._register(store)
         become_subreaper()
-        report = queue.recover(process_alive, lambda pid: kill_tree(pid, self.grace))
+        report = queue.recover(process_alive, lambda pids: kill_trees(pids, self.grace))
         self._emit(Recovered(report))
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ)
         next_heartbeat = time.monotonic() + self.heartbeat_interval
         last_version = -1
+        look = True  # look for queued jobs: at start, when a slot frees, when woken, when others wrote
         try:
             while not self._stop.is_set():
                 self._set_state(store, "paused" if self._paused.is_set() else "running")
-                if not self._paused.is_set():
+                if look and not self._paused.is_set():
                     self._fill_slots(queue, selector)
+                    look = False
                 if until_empty and not self._running and not queue.has_runnable():
                     break
-                for key, _ in selector.select(IDLE_WAIT_S):
+                for key, _ in selector.select(TICK_S):
                     if key.fd == self._wake_r:
                         with contextlib.suppress(BlockingIOError):
                             os.read(self._wake_r, 4096)
-                self._reap(queue, selector)
-                version = store.data_version()
-                if version != last_version:  # someone else wrote: maybe a cancel request
+                        look = True
+                if self._reap(queue, selector):
+                    look = True
+                version = store.data_version()  # a few microseconds: changes when another connection commits
+                if version != last_version:  # new jobs, or a cancel request, maybe
                     last_version = version
+                    look = True
                     self._honour_cancels(queue)
                 for launched in self._running.values():
                     launched.escalate()
@@ -564,7 +594,9 @@ class Scheduler:
             queue.mark_started(job.id, job.attempt, popen.pid, pid_started)
         self._emit(JobLaunched(job.id, job.run_id, slot.name, job.attempt))
 
-    def _reap(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
+    def _reap(self, queue: JobQueue, selector: selectors.BaseSelector) -> int:
+        """Record every trainer that exited; how many."""
+        reaped = 0
         for name, launched in list(self._running.items()):
             returncode = launched.popen.poll()
             if returncode is None:
@@ -584,6 +616,8 @@ class Scheduler:
 
                 notify.on_job_finished(self.workspace, queue.store, launched.job.id)
             self._emit(JobExited(launched.job.id, launched.job.run_id, name, state, returncode))
+            reaped += 1
+        return reaped
 
     def _honour_cancels(self, queue: JobQueue) -> None:
         by_job = {launched.job.id: launched for launched in self._running.values()}
@@ -659,6 +693,6 @@ def recover_if_idle(workspace: Workspace, store: Store, grace: float = GRACE_S) 
     if not lock.try_acquire():
         return None
     try:
-        return JobQueue(store).recover(process_alive, lambda pid: kill_tree(pid, grace))
+        return JobQueue(store).recover(process_alive, lambda pids: kill_trees(pids, grace))
     finally:
         lock.release()

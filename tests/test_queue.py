@@ -103,7 +103,7 @@ def test_that_recovery_requeues_dead_jobs_and_never_adopts_a_reused_pid(queue: J
     stopped: list[int] = []
     import time
     started = time.monotonic()
-    report = queue.recover(process_alive, stopped.append)
+    report = queue.recover(process_alive, stopped.extend)
     elapsed = time.monotonic() - started
     print(f"recovered 1000 jobs in {elapsed:.3f} s")
     assert stopped == []  # no unrelated process was touched
