@@ -158,8 +158,8 @@ def test_that_a_binary_job_trains_and_reports_exactly_the_saved_model(
 def test_that_a_stopped_job_resumes_from_its_last_epoch(
     workspace: Workspace, store: Store, digits: str
 ) -> None:
-    epochs = 10
-    job, run = add_job(store, job_config("mlp", digits, epochs=epochs, batch_size=64, hidden_units=16))
+    epochs = 40  # enough that SIGTERM lands mid-training even when epochs take a few milliseconds
+    job, run = add_job(store, job_config("mlp", digits, epochs=epochs, batch_size=16, hidden_units=16))
     process = start_trainer(workspace, job, 1)
     deadline = time.monotonic() + 90
     while store.query_one("SELECT epoch FROM jobs")["epoch"] < 2:
