@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,18 @@ def prepare_interpreter() -> None:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
+def freeze_startup_heap() -> None:
+    """Exempt everything built at start-up from the cyclic garbage collector.
+
+    Full collections walked the ~200,000 objects of the imported modules and the
+    window each time, 110–155 ms on the GUI thread (the longest stalls seen
+    while a batch enqueued 500 jobs).  Frozen, they are never scanned again;
+    what the app makes later is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run(workspace: Workspace, argv: Sequence[str] | None = None) -> int:
     """Open the main window on ``workspace`` and run the event loop; the exit status."""
     prepare_interpreter()
@@ -50,6 +63,7 @@ def run(workspace: Workspace, argv: Sequence[str] | None = None) -> int:
 
     window = MainWindow(workspace, store)
     window.show()
+    freeze_startup_heap()
     # Ctrl+C in the terminal closes the window the normal way (Python handles signals only
     # between Qt events, hence the idle timer).
     signal.signal(signal.SIGINT, lambda *_: window.close())

@@ -91,7 +91,7 @@ class MainWindow(QMainWindow):
             self.tabs.addTab(view, title)
         self.setCentralWidget(self.tabs)
 
-        for view in (self.datasets_view, self.grid_view, self.queue_view):
+        for view in (self.datasets_view, self.grid_view, self.queue_view, self.runs_view):
             view.status_message.connect(self.show_message)
         self.grid_view.enqueued.connect(lambda: self.tabs.setCurrentWidget(self.queue_view))
         self.watcher.changed.connect(self.refresh)
@@ -164,6 +164,15 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         self._action(view_menu, "&Refresh", QKeySequence.StandardKey.Refresh, self.watcher.poke)
 
+        runs_menu = bar.addMenu("&Runs")
+        for action in self.runs_view.actions_by_name.values():
+            runs_menu.addAction(action)
+        runs_menu.addSeparator()
+        self._action(runs_menu, "Export run &report…", None, self.runs_view.detail.evaluation.choose_and_export,
+                     "Write the current run's HTML report to a folder")
+        self._action(runs_menu, "Export e&xperiment report…", None, self.runs_view.parallel.choose_and_export,
+                     "Write the experiment's HTML report (top runs, parameter effects) to a folder")
+
         scheduler_menu = bar.addMenu("&Scheduler")
         for name in ("start", "pause", "stop"):
             scheduler_menu.addAction(self.queue_view.actions_by_name[name])
@@ -193,6 +202,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop what runs in the background: the watcher, the scheduler, the sync thread."""
         self.watcher.stop()
+        self.runs_view.shutdown()
         self.scheduler.shutdown()
         sync, self._sync = self._sync, None
         if sync is not None:

@@ -1,4 +1,4 @@
-"""One run in detail: parameters, final and best metrics, paths, and the tail of its log."""
+"""One run in detail: its evaluation, parameters, final and best metrics, paths, and the tail of its log."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from blueno.evaluation import headline
 from blueno.store import Store
 from blueno.workspace import Workspace
+from gui.qt_run_evaluation import TEST_COLOUR, QtRunEvaluation
 from gui.workers import Fetcher
 
 LOG_TAIL_BYTES = 64 * 1024
@@ -51,7 +53,8 @@ def read_run(store: Store, workspace: Workspace, run_id: int) -> dict[str, Any]:
     return run
 
 
-def _table(title: str, values: dict[str, Any]) -> str:
+def _table(title: str, values: dict[str, Any] | None) -> str:
+    values = {k: v for k, v in (values or {}).items() if v is not None}
     if not values:
         return ""
     rows = "".join(
@@ -92,12 +95,14 @@ def describe(run: dict[str, Any]) -> str:
         + _table("Parameters", loads["params"])
         + _table("Best", loads["best"])
         + _table("Final", loads["final"])
-        + _table("Evaluation", loads["evaluation"])
+        + _table("Evaluation (validation)", headline(loads["evaluation"].get("validation")))
+        + _table(f"Evaluation (<span style='color:{TEST_COLOUR}'>TEST, held out</span>)",
+                 headline(loads["evaluation"].get("test")))
     )
 
 
 class QtRunDetail(QTabWidget):
-    """Details and log of the current run, re-read off the GUI thread when the database changes."""
+    """Evaluation, details and log of the current run, re-read off the GUI thread when the database changes."""
 
     def __init__(self, workspace: Workspace, store: Store, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -120,7 +125,9 @@ class QtRunDetail(QTabWidget):
         buttons.addStretch(1)
         buttons.addWidget(self.open_folder)
         layout.addLayout(buttons)
+        self.evaluation = QtRunEvaluation(workspace, store, self)
         self.addTab(details, "Details")
+        self.addTab(self.evaluation, "Evaluation")
         self.addTab(self.log, "Log")
         self.summary.setHtml("<p>Select runs to compare their curves; the current one shows here.</p>")
 
@@ -130,11 +137,13 @@ class QtRunDetail(QTabWidget):
     def show_run(self, run_id: int | None) -> None:
         self._run_id = run_id
         self.open_folder.setEnabled(run_id is not None)
+        self.evaluation.show_run(run_id)
         self.refresh()
 
     def refresh(self) -> None:
         if self._run_id is not None:
             self._fetcher.request()
+            self.evaluation.refresh()
 
     def _on_run(self, run: dict[str, Any]) -> None:
         if run["id"] != self._run_id or run == self._run:

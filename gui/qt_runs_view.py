@@ -11,25 +11,39 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, QSettings, QSortFilterProxyModel, Qt
-from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
+from PySide6.QtCore import (
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSettings,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QSplitter,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from blueno.store import Store
 from blueno.workspace import Workspace
+from gui.cli_process import CliProcess
+from gui.qt_compare import QtCompareView
+from gui.qt_parallel_coordinates import QtParallelCoordinates
 from gui.qt_plot import QtLivePlot
 from gui.qt_queue_view import STATE_COLOURS, format_duration
 from gui.qt_run_detail import QtRunDetail
@@ -194,6 +208,13 @@ class RunsFilterProxy(QSortFilterProxyModel):
         self._words: list[str] = []
         self._pairs: list[tuple[int | None, str]] = []
         self._text: dict[int, tuple[tuple, str]] = {}  # run id → (the row it was built from, text)
+        self.run_ids: set[int] | None = None  # brushed in the parallel coordinates; None keeps all
+
+    def set_run_ids(self, run_ids: Iterable[int] | None) -> None:
+        """Keep only these runs (on top of the text filter); None lifts the restriction."""
+        self.beginFilterChange()
+        self.run_ids = None if run_ids is None else set(run_ids)
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def set_filter_text(self, text: str) -> None:
         self.beginFilterChange()
@@ -206,9 +227,11 @@ class RunsFilterProxy(QSortFilterProxyModel):
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
+        row = self.sourceModel().row(source_row)
+        if self.run_ids is not None and row[0] not in self.run_ids:
+            return False
         if not self._words and not self._pairs:
             return True
-        row = self.sourceModel().row(source_row)
         for column, value in self._pairs:
             if column is None or format_value(row[column]).lower() != value:
                 return False
@@ -224,7 +247,10 @@ class RunsFilterProxy(QSortFilterProxyModel):
 
 
 class QtRunsView(QWidget):
-    """Runs table with a filter box; the selection's curves and the current run's details."""
+    """Runs table with a filter box; the selection's curves, comparison and parallel coordinates;
+    the current run's evaluation and details."""
+
+    status_message = Signal(str)
 
     def __init__(self, workspace: Workspace, store: Store, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -259,16 +285,39 @@ class QtRunsView(QWidget):
         self.model.modelReset.connect(self._update_count)
 
         self.plot = QtLivePlot(store, self)
+        self.compare = QtCompareView(store, self)
+        self.parallel = QtParallelCoordinates(workspace, store, self)
+        self.parallel.brushed.connect(self.filter_run_ids)
+        self.parallel.status_message.connect(self.status_message)
+        self.views = QTabWidget(self)
+        self.views.setDocumentMode(True)
+        self.views.addTab(self.plot, "Curves")
+        self.views.addTab(self.compare, "Compare")
+        self.views.addTab(self.parallel, "Parallel coordinates")
         self.detail = QtRunDetail(workspace, store, self)
+        self.detail.evaluation.status_message.connect(self.status_message)
+        self.brushed = QLabel(self)
+        self.unbrush = QPushButton("Show all runs", self)
+        self.unbrush.clicked.connect(self.parallel.plot.clear_brushes)
+        self.brushed.hide()
+        self.unbrush.hide()
+        self.cli = CliProcess(workspace, self)
+        self.cli.finished.connect(self._on_cli_finished)
+        self._add_actions()
 
         left = QWidget(self)
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.filter)
         left_layout.addWidget(self.table)
-        left_layout.addWidget(self.count)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.count)
+        bottom.addStretch(1)
+        bottom.addWidget(self.brushed)
+        bottom.addWidget(self.unbrush)
+        left_layout.addLayout(bottom)
         self.right = QSplitter(Qt.Orientation.Vertical, self)
-        self.right.addWidget(self.plot)
+        self.right.addWidget(self.views)
         self.right.addWidget(self.detail)
         self.right.setSizes([500, 300])
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
@@ -284,6 +333,64 @@ class QtRunsView(QWidget):
         self.model.refresh()
         self.plot.refresh()
         self.detail.refresh()
+        self.compare.refresh()
+        self.parallel.refresh()
+
+    def _add_actions(self) -> None:
+        """Context-menu actions on the selected runs; the Keras ones run the CLI as a child process."""
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.actions_by_name: dict[str, QAction] = {}
+        for name, text, shortcut, handler in (
+            ("compare", "&Compare selected runs", "Ctrl+Shift+C", self.show_comparison),
+            ("test", "Evaluate on the held-out &TEST split", None, self.evaluate_test),
+            ("ensemble", "&Ensemble selected runs", None, self.ensemble),
+        ):
+            action = QAction(text, self)
+            if shortcut:
+                action.setShortcut(QKeySequence(shortcut))
+                action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            action.triggered.connect(handler)
+            self.table.addAction(action)
+            self.actions_by_name[name] = action
+
+    def selected_ids(self) -> list[int]:
+        return [row[0] for row in self.selected_rows()]
+
+    def show_comparison(self) -> None:
+        self.views.setCurrentWidget(self.compare)
+
+    def evaluate_test(self) -> None:
+        """``blueno runs test RUN…`` for the selected runs (a child process: it loads Keras)."""
+        ids = self.selected_ids()
+        if ids:
+            self._run_cli(["runs", "test", *map(str, ids)])
+
+    def ensemble(self) -> None:
+        """``blueno runs ensemble RUN…``: the selected runs' mean probabilities become a run of their own."""
+        ids = self.selected_ids()
+        if len(ids) >= 2:
+            self._run_cli(["runs", "ensemble", *map(str, ids)])
+        else:
+            self.status_message.emit("Select two or more finished runs to ensemble them.")
+
+    def _run_cli(self, args: list[str]) -> None:
+        if self.cli.run(args):
+            self.status_message.emit(f"running blueno {' '.join(args)}…")
+        else:
+            self.status_message.emit("Another blueno command is still running; try again when it ends.")
+
+    def _on_cli_finished(self, ok: bool, command: str, output: str) -> None:
+        last = output.splitlines()[-1] if output else ""
+        self.status_message.emit(f"{command}: done" if ok else f"{command} failed: {last}")
+
+    def filter_run_ids(self, run_ids: list[int] | None) -> None:
+        """Show only these runs (brushed in the parallel coordinates); None shows all again."""
+        self.proxy.set_run_ids(run_ids)
+        self.brushed.setVisible(run_ids is not None)
+        self.unbrush.setVisible(run_ids is not None)
+        if run_ids is not None:
+            self.brushed.setText(f"brushed in parallel coordinates: {len(run_ids)} runs")
+        self._update_count()
 
     def selected_rows(self) -> list[Row]:
         return [index.data(ROW_ROLE) for index in self.table.selectionModel().selectedRows()]
@@ -291,6 +398,7 @@ class QtRunsView(QWidget):
     def _on_selection(self, *_: Any) -> None:
         rows = self.selected_rows()
         self.plot.set_runs({row[0]: f"{row[0]} {row[3]}" for row in rows})
+        self.compare.set_runs(sorted(row[0] for row in rows))
 
     def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
         self.detail.show_run(current.data(ID_ROLE) if current.isValid() else None)
@@ -302,9 +410,16 @@ class QtRunsView(QWidget):
     def save(self, settings: QSettings) -> None:
         settings.setValue("runs/splitter", self.splitter.saveState())
         settings.setValue("runs/right", self.right.saveState())
+        settings.setValue("runs/view", self.views.currentIndex())
 
     def restore(self, settings: QSettings) -> None:
         for key, splitter in (("runs/splitter", self.splitter), ("runs/right", self.right)):
             state = settings.value(key)
             if state is not None:
                 splitter.restoreState(state)
+        self.views.setCurrentIndex(int(settings.value("runs/view", 0)))
+
+    def shutdown(self) -> None:
+        """Stop blueno commands this view started (a test or ensemble in progress is abandoned)."""
+        self.cli.stop()
+        self.detail.evaluation.cli.stop()

@@ -3,8 +3,11 @@
 ``make screenshots`` runs it under ``xvfb-run`` on the demo workspace; it
 works offscreen too (``QT_QPA_PLATFORM=offscreen``).  Each view is shown as a
 user would leave it: the first dataset selected with its preview, the grid
-builder holding a grid file, the queue, and every run selected in the runs
-view with its curves.
+builder holding a grid file, the queue, every run selected in the runs
+view with its curves, then one run's evaluation (``--run``, default the
+newest: the pane alone in full as ``*-full.png`` too), the comparison of up to
+four runs, and the parallel coordinates of their experiment with one axis
+brushed (the runs table filtered to the brushed runs).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from PySide6.QtCore import QItemSelectionModel, QSettings
 from PySide6.QtWidgets import QApplication
 
+from blueno.monitor import is_maximized
 from blueno.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--home", help="workspace (default: as blueno locates it)")
     parser.add_argument("--grid", type=Path, default=DEMO_GRID, help="grid file shown in the grid builder")
+    parser.add_argument("--run", type=int, help="run whose evaluation is shown (default: the newest)")
     args = parser.parse_args(argv)
     args.outdir.mkdir(parents=True, exist_ok=True)
 
@@ -54,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     settle(app, lambda: window.runs_view.model.loaded, seconds=10)
 
+    view = window.runs_view
     shots: list[tuple[str, Callable[[], None], Callable[[], bool]]] = [
         (
             "datasets",
@@ -71,9 +77,17 @@ def main(argv: list[str] | None = None) -> int:
             lambda: window.queue_view.model.rowCount() > 0,
         ),
         ("runs", lambda: _select_all_runs(window), lambda: bool(window.runs_view.plot.live.series)),
+        (
+            "run-evaluation",
+            lambda: _show_evaluation(window, args.run),
+            lambda: view.detail.evaluation.shown_run_id is not None,
+        ),
+        ("compare", lambda: _compare(window), lambda: view.compare.model.columnCount() > 1),
+        ("parallel-coordinates", lambda: _parallel(window), lambda: view.proxy.run_ids is not None),
     ]
+    tabs = [0, 1, 2, 3, 3, 3, 3]
     for number, (name, prepare, ready) in enumerate(shots):
-        window.tabs.setCurrentIndex(number)
+        window.tabs.setCurrentIndex(tabs[number])
         settle(app, seconds=0.3)
         prepare()
         settle(app, ready, seconds=10)
@@ -81,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         path = args.outdir / f"{number + 1}-{name}.png"
         window.grab().save(str(path))
         print(path)
+        if name == "run-evaluation":  # the whole pane, as it scrolls
+            content = view.detail.evaluation.content
+            content.resize(1100, content.sizeHint().height())
+            settle(app, seconds=0.5)
+            full = args.outdir / f"{number + 1}-{name}-full.png"
+            content.grab().save(str(full))
+            print(full)
     window.shutdown()
     window.close()
     wait_for_pool()
@@ -95,6 +116,50 @@ def _select_all_runs(window) -> None:
         view.table.selectionModel().setCurrentIndex(
             view.proxy.index(0, 0), QItemSelectionModel.SelectionFlag.NoUpdate
         )
+
+
+def _show_evaluation(window, run_id: int | None) -> None:
+    view = window.runs_view
+    view.filter_run_ids(None)
+    view.splitter.setSizes([330, 1110])
+    view.right.setSizes([0, 860])
+    view.detail.setCurrentWidget(view.detail.evaluation)
+    row = view.proxy.index(0, 0)
+    if run_id is not None:
+        position = view.model.position(run_id)
+        if position is not None:
+            row = view.proxy.mapFromSource(view.model.index(position, 0))
+    view.table.clearSelection()
+    view.table.selectRow(row.row())
+
+
+def _compare(window) -> None:
+    view = window.runs_view
+    view.splitter.setSizes([420, 1020])
+    view.right.setSizes([860, 0])  # every parameter and metric row, TEST ones included
+    view.detail.setCurrentIndex(0)
+    view.table.clearSelection()
+    selection = view.table.selectionModel()
+    for row in range(min(4, view.proxy.rowCount())):
+        selection.select(
+            view.proxy.index(row, 0), QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        )
+    view.show_comparison()
+
+
+def _parallel(window) -> None:
+    view = window.runs_view
+    view.views.setCurrentWidget(view.parallel)
+    view.right.setSizes([620, 240])
+    plot = view.parallel.plot
+
+    def brush() -> None:
+        if plot.coords is not None:  # the better half of the metric
+            better_half = (0.5, 1.0) if is_maximized(plot.coords.metric) else (0.0, 0.5)
+            plot.brush(plot.names[-1], *better_half)
+
+    settle(QApplication.instance(), lambda: plot.coords is not None, seconds=10)
+    brush()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,127 @@
+"""Comparison of selected runs, and parallel coordinates whose brushing filters the runs table."""
+
+from __future__ import annotations
+
+from gui_helpers import add_evaluated_runs
+from PySide6.QtCore import QItemSelectionModel, QPointF, Qt
+
+from blueno import runs
+from gui.qt_compare import BEST_MARK, BEST_ROLE, DIFFERS_ROLE, ComparisonModel
+from gui.qt_parallel_coordinates import scale_axis
+
+
+def select(view, count: int) -> None:
+    for row in range(count):
+        view.table.selectionModel().select(
+            view.proxy.index(row, 0), QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        )
+
+
+def loaded_runs_view(qtbot, window, count: int):
+    view = window.runs_view
+    window.tabs.setCurrentWidget(view)
+    window.watcher.poke()
+    qtbot.waitUntil(lambda: view.model.rowCount() == count, timeout=10_000)
+    return view
+
+
+def row_of(model: ComparisonModel, name: str) -> int:
+    return next(r for r in range(model.rowCount()) if model.headerData(r, Qt.Orientation.Vertical) == name)
+
+
+def test_that_comparing_selected_runs_highlights_differing_parameters(qtbot, window, workspace, store) -> None:
+    add_evaluated_runs(workspace, store, 3)
+    view = loaded_runs_view(qtbot, window, 3)
+    select(view, 3)
+    view.show_comparison()
+    model = view.compare.model
+    qtbot.waitUntil(lambda: model.columnCount() == 3, timeout=10_000)
+    learning_rate, seed = row_of(model, "learning_rate"), row_of(model, "seed")
+    assert model.index(learning_rate, 0).data(DIFFERS_ROLE) is True
+    assert model.index(seed, 0).data(DIFFERS_ROLE) is False
+    assert model.index(learning_rate, 0).data(Qt.ItemDataRole.BackgroundRole) is not None
+    assert model.index(seed, 0).data(Qt.ItemDataRole.BackgroundRole) is None
+    assert "parameters differ" in view.compare.hint.text()
+
+
+def test_that_the_best_metric_is_marked_and_test_rows_are_never_ranked(qtbot, workspace, store) -> None:
+    run_ids, _ = add_evaluated_runs(workspace, store, 3)
+    model = ComparisonModel()
+    comparison = runs.compare_runs(store, run_ids)
+    model.set_comparison(comparison)
+    accuracy = row_of(model, "validation.accuracy")
+    values = comparison.metrics[accuracy - len(comparison.params)]["values"]
+    best = values.index(max(values))
+    assert model.index(accuracy, best).data(BEST_ROLE) is True
+    assert model.index(accuracy, best).data().endswith(BEST_MARK)
+    assert sum(model.index(accuracy, c).data(BEST_ROLE) for c in range(3)) == 1
+    test_row = row_of(model, "TEST accuracy")
+    assert not any(model.index(test_row, c).data(BEST_ROLE) for c in range(3))
+
+
+def test_that_the_comparison_model_passes_the_model_tester(qtmodeltester, workspace, store) -> None:
+    run_ids, _ = add_evaluated_runs(workspace, store, 3)
+    model = ComparisonModel()
+    model.set_comparison(runs.compare_runs(store, run_ids))
+    qtmodeltester.check(model, force_py=True)
+
+
+def test_that_brushing_an_axis_filters_the_runs_table(qtbot, window, workspace, store) -> None:
+    run_ids, _ = add_evaluated_runs(workspace, store, 4)
+    view = loaded_runs_view(qtbot, window, 4)
+    view.views.setCurrentWidget(view.parallel)
+    plot = view.parallel.plot
+    qtbot.waitUntil(lambda: plot.coords is not None, timeout=10_000)
+    assert plot.names == ["learning_rate", "units", "val_loss"]
+    with qtbot.waitSignal(view.parallel.brushed) as blocker:
+        plot.brush("units", 0.9, 1.0)  # the largest value: units=48, run 3 only
+    assert blocker.args[0] == [run_ids[2]]
+    assert view.proxy.rowCount() == 1 and view.proxy.index(0, 0).data() == str(run_ids[2])
+    assert "1 of 4 runs" in view.count.text() and view.unbrush.isVisible()
+
+    plot.brush("learning_rate", 0.5, 1.0)  # the two largest learning rates (log axis), and units=48: nobody
+    assert view.proxy.rowCount() == 0
+    plot.brush("units", None)
+    assert sorted(int(view.proxy.index(r, 0).data()) for r in range(view.proxy.rowCount())) == run_ids[:2]
+    view.unbrush.click()
+    assert view.proxy.rowCount() == 4 and not view.unbrush.isVisible()
+
+
+def test_that_dragging_along_an_axis_brushes_it(qtbot, window, workspace, store) -> None:
+    add_evaluated_runs(workspace, store, 4)
+    view = loaded_runs_view(qtbot, window, 4)
+    view.views.setCurrentWidget(view.parallel)
+    plot = view.parallel.plot
+    qtbot.waitUntil(lambda: plot.coords is not None, timeout=10_000)
+    box = plot.getPlotItem().getViewBox()
+    top = plot.mapFromScene(box.mapViewToScene(QPointF(1, 1.0)))
+    bottom = plot.mapFromScene(box.mapViewToScene(QPointF(1, 0.6)))
+    with qtbot.waitSignal(view.parallel.brushed, timeout=3000) as blocker:
+        qtbot.mousePress(plot.viewport(), Qt.MouseButton.LeftButton, pos=top)
+        for step in range(1, 11):
+            qtbot.mouseMove(plot.viewport(), top + (bottom - top) * step / 10)
+        qtbot.mouseRelease(plot.viewport(), Qt.MouseButton.LeftButton, pos=bottom)
+    low, high = plot.brushes[1].range
+    assert 0.55 < low < 0.65 and 0.95 < high <= 1.02
+    assert blocker.args[0] is not None and view.proxy.rowCount() == len(blocker.args[0])
+
+
+def test_that_axes_are_scaled_linear_log_and_categorical() -> None:
+    heights, ticks = scale_axis({"name": "lr", "values": [1e-4, 1e-3, 1e-2], "categorical": False, "log": True})
+    assert heights.tolist() == [0.0, 0.5, 1.0] and ticks[1][1] == "0.001"
+    heights, ticks = scale_axis(
+        {"name": "m", "values": ["a", "b", "a"], "categorical": True, "categories": ["a", "b"], "positions": [0, 1, 0]}
+    )
+    assert heights.tolist() == [0.0, 1.0, 0.0] and ticks == [(0.0, "a"), (1.0, "b")]
+
+
+def test_that_ensembling_selected_runs_records_a_new_run(qtbot, window, workspace, store) -> None:
+    add_evaluated_runs(workspace, store, 3)
+    view = loaded_runs_view(qtbot, window, 3)
+    select(view, 2)
+    with qtbot.waitSignal(view.cli.finished, timeout=60_000) as blocker:
+        view.actions_by_name["ensemble"].trigger()
+    assert blocker.args[0], blocker.args[2]
+    qtbot.waitUntil(lambda: view.model.rowCount() == 4, timeout=10_000)
+    ensemble = store.query_one("SELECT * FROM runs WHERE kind = 'ensemble'")
+    assert ensemble["model"] == "ensemble"
