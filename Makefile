@@ -36,6 +36,20 @@ test: $(STAMP) lint
 test-reliability: $(STAMP)
 	@$(PY) -m pytest -m slow tests/reliability
 
+# MLflow and huey live in their own venv: they must not change the packages TensorFlow needs.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.blueno-bench-installed
+$(BENCH_STAMP): pyproject.toml
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	@echo "installing Blueno with MLflow and huey into $(BENCH_VENV) (log: $(BENCH_VENV)/install.log)"
+	@$(BENCH_VENV)/bin/python -m pip install --disable-pip-version-check -e '.[bench]' > $(BENCH_VENV)/install.log 2>&1 \
+	   || { tail -n 40 $(BENCH_VENV)/install.log; exit 1; }
+	@touch $(BENCH_STAMP)
+
+# Blueno head to head with MLflow and huey: prints the ratio table (about 4 minutes).
+bench-peers: $(BENCH_STAMP)
+	@$(BENCH_VENV)/bin/python benchmarks/peers/run_all.py
+
 bench: $(STAMP)
 	@$(PY) benchmarks/scheduler_overhead.py
 	@$(PY) benchmarks/metrics_path.py

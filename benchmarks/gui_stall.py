@@ -93,7 +93,7 @@ def main(seconds: float = 15.0) -> int:
     from es_server import EsTestServer
     from gui_helpers import add_runs
 
-    from gui.app import prepare_interpreter
+    from gui.app import freeze_startup_heap, prepare_interpreter
     from gui.main_window import MainWindow
     from gui.table_model import ID_ROLE
     from gui.workers import wait_for_pool
@@ -117,6 +117,7 @@ def main(seconds: float = 15.0) -> int:
         )
         window.resize(1280, 800)
         window.show()
+        freeze_startup_heap()  # as gui.app.run does
         window.tabs.setCurrentWidget(window.runs_view)
         deadline = time.monotonic() + 10
         while window.runs_view.model.rowCount() < 204 and time.monotonic() < deadline:

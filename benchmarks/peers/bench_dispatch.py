@@ -1,0 +1,122 @@
+"""Dispatch latency: from a job becoming runnable (its enqueue committed) to its work starting.
+
+Jobs arrive one at a time after an idle gap (0.2-2.5 s, the same seeded sequence for both), as a
+researcher queues them.  Blueno: a scheduler on one CPU slot; the job's process is a ``sh`` that
+stamps the time and execs the trainer stand-in, so the figure includes fork and exec.  Two ways of
+queueing: from another process (the CLI: the scheduler notices on its next idle tick) and from the
+scheduler's own process (the GUI: it kicks the scheduler).  huey: ``SqliteHuey`` with a consumer
+started with its default settings (``huey_consumer``: 1 worker thread, polling from 0.1 s with
+back-off 1.15 up to 10 s); the task stamps the time when its body starts (a thread, no new process).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+from common import Row
+
+SAMPLES = 25
+SEED = 11
+
+
+def gaps() -> list[float]:
+    rng = random.Random(SEED)
+    return [rng.uniform(0.2, 2.5) for _ in range(SAMPLES)]
+
+
+def wait_file(path: Path, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text()
+        time.sleep(0.001)
+    raise TimeoutError(f"{path} never appeared")
+
+
+def blueno_latencies(tmp: Path, kick: bool) -> list[float]:
+    from standin_model import STANDIN_COMMAND, standin_grid
+
+    from blueno.queue import JobQueue
+    from blueno.scheduler import Scheduler, Slot
+    from blueno.workspace import Workspace
+
+    workspace = Workspace(tmp / f"dispatch-ws-{'kick' if kick else 'poll'}").ensure()
+    stamp = 'date +%s.%N > "$BLUENO_HOME/started-$1"; exec ' + " ".join(STANDIN_COMMAND) + ' "$1" "$2"'
+    scheduler = Scheduler(workspace, [Slot("cpu0", None)], trainer_command=["/bin/sh", "-c", stamp, "sh"])
+    thread = threading.Thread(target=scheduler.run, daemon=True)
+    thread.start()
+    latencies = []
+    with workspace.open_store() as store:  # another connection: as another process would queue
+        queue = JobQueue(store)
+        for i, gap in enumerate(gaps()):
+            time.sleep(gap)
+            (job_id,) = queue.submit(standin_grid(1, name=f"dispatch-{i}", steps=i + 1)).added
+            queued = time.time()
+            if kick:
+                scheduler.kick()
+            started = float(wait_file(workspace.root / f"started-{job_id}"))
+            latencies.append(started - queued)
+    scheduler.stop()
+    thread.join(30)
+    return latencies
+
+
+def huey_latencies(tmp: Path) -> list[float]:
+    folder = tmp / "huey"
+    folder.mkdir()
+    (folder / "bench_tasks.py").write_text(textwrap.dedent(f"""
+        import time
+        from huey import SqliteHuey
+
+        huey = SqliteHuey(filename={str(folder / 'huey.db')!r})
+
+        @huey.task()
+        def job(path):
+            stamp = time.time()
+            with open(path, "w") as handle:
+                handle.write(repr(stamp))
+    """))
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "huey.bin.huey_consumer", "bench_tasks.huey"], cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(folder)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    sys.path.insert(0, str(folder))
+    try:
+        import bench_tasks
+
+        time.sleep(2.0)  # let the consumer start before the first gap
+        latencies = []
+        for i, gap in enumerate(gaps()):
+            time.sleep(gap)
+            out = folder / f"started-{i}"
+            bench_tasks.job(str(out))
+            queued = time.time()
+            latencies.append(float(wait_file(out)) - queued)
+        return latencies
+    finally:
+        sys.path.remove(str(folder))
+        consumer.terminate()
+        consumer.wait(30)
+
+
+def run(tmp: Path) -> list[Row]:
+    huey = huey_latencies(tmp)
+    polled = blueno_latencies(tmp, kick=False)
+    kicked = blueno_latencies(tmp, kick=True)
+    median = statistics.median
+    return [
+        Row("dispatch latency, median (queued by another process)", "ms", median(polled) * 1000,
+            median(huey) * 1000, "huey SqliteHuey, default consumer", False, target=1),
+        Row(f"dispatch latency, worst of {SAMPLES} (another process)", "ms", max(polled) * 1000, max(huey) * 1000,
+            "huey SqliteHuey, default consumer", False, target=1),
+        Row("dispatch latency, median (queued in the GUI's process)", "ms", median(kicked) * 1000,
+            median(huey) * 1000, "huey SqliteHuey, default consumer", False, target=1),
+    ]
