@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.blueno-installed
 export QT_QPA_PLATFORM ?= offscreen
 SLOTS  ?= 2
 
-.PHONY: run demo test lint test-reliability bench bench-peers screenshots system-gui-libs
+.PHONY: run demo test lint test-reliability bench bench-peers screenshots system-gui-libs system-test-tools
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,17 @@ lint: $(STAMP)
 	@$(VENV)/bin/ruff check blueno gui etl tests benchmarks main.py
 	@$(VENV)/bin/lint-imports
 
-test: $(STAMP) lint
+# Debian's Chromium, for the test that opens an HTML report in a real browser: installed when
+# missing and we may (root, apt); otherwise that one test is skipped, and says why.
+system-test-tools:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the report test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	      || echo "could not install chromium: the report's browser test will be skipped"; \
+	  else echo "note: without chromium (apt-get install chromium) the report's browser test is skipped"; fi; }
+
+test: $(STAMP) system-test-tools lint
 	@$(PY) -m pytest
 
 test-reliability: $(STAMP)
