@@ -166,6 +166,7 @@ class Display:
         self.tty = out.isatty()
         self.interval = 0.5 if self.tty else 30.0
         self._lines_drawn = 0
+        self._last_summary = ""
         self._started = time.monotonic()
         self._lock = threading.Lock()
 
@@ -223,8 +224,9 @@ class Display:
                 self._erase()
                 self.out.write("\n".join(lines) + "\n")
                 self._lines_drawn = len(lines)
-            else:
+            elif lines[0] != self._last_summary:  # a log needs no repeated lines
                 self.out.write(lines[0] + "\n")
+                self._last_summary = lines[0]
             self.out.flush()
 
     def _erase(self) -> None:
@@ -236,7 +238,9 @@ class Display:
         with self._lock:
             self._erase()
             self._lines_drawn = 0
-        print(self.lines()[0], file=self.out, flush=True)
+            summary = self.lines()[0]
+            if self.tty or summary != self._last_summary:
+                print(summary, file=self.out, flush=True)
 
 
 def _print_best(store: Store, experiment_ids: list[int], varying: list[str]) -> None:
