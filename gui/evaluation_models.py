@@ -166,19 +166,22 @@ class ConfusionModel(QAbstractTableModel):
         return self._classes[section]
 
 
+def to_qimage(image: np.ndarray) -> QImage:
+    """A uint8 picture ((H, W) grey or (H, W, 3) colour) as a QImage (safe off the GUI thread)."""
+    picture = np.ascontiguousarray(image, dtype=np.uint8)
+    height, width = picture.shape[:2]
+    if picture.ndim == 3:
+        return QImage(picture.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+    return QImage(picture.data, width, height, width, QImage.Format.Format_Grayscale8).copy()
+
+
 def to_pixmap(image: np.ndarray | None, size: int = 64) -> QPixmap:
     """A uint8 picture ((H, W) grey or (H, W, 3) colour) scaled up without smoothing; grey when missing."""
     if image is None:
         pixmap = QPixmap(size, size)
         pixmap.fill(QColor("#e0e0e0"))
         return pixmap
-    picture = np.ascontiguousarray(image, dtype=np.uint8)
-    height, width = picture.shape[:2]
-    if picture.ndim == 3:
-        qimage = QImage(picture.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
-    else:
-        qimage = QImage(picture.data, width, height, width, QImage.Format.Format_Grayscale8).copy()
-    return QPixmap.fromImage(qimage).scaled(
+    return QPixmap.fromImage(to_qimage(image)).scaled(
         QSize(size, size), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
     )
 

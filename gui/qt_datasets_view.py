@@ -43,8 +43,10 @@ from blueno import datasets
 from blueno.dataset_import import default_name, import_path
 from blueno.dataset_task import Progress, Task
 from blueno.datasets import DatasetVersion
+from blueno.evaluation import sample_image
 from blueno.store import Store
 from blueno.workspace import Workspace
+from gui.evaluation_models import to_qimage
 from gui.table_model import ROW_ROLE, Column, Row, RowsTableModel
 from gui.workers import Fetcher, submit
 
@@ -112,30 +114,15 @@ DATASET_COLUMNS = [
 
 
 def thumbnails(workspace: Workspace, version: DatasetVersion) -> list[tuple[str, list[QImage]]]:
-    """A few samples per class as 8-bit grey images; volumes as a maximum projection (worker thread)."""
+    """A few samples per class as pictures; volumes as their maximum projections (worker thread)."""
     x, y, _, class_names = datasets.load_arrays(workspace, version)
     out = []
     for index, name in enumerate(class_names):
         images = []
         for sample in np.flatnonzero(y == index)[:PREVIEW_PER_CLASS]:
-            images.append(_to_image(np.asarray(x[sample], dtype=np.float64)))
+            images.append(to_qimage(sample_image(x[sample])))
         out.append((name, images))
     return out
-
-
-def _to_image(sample: np.ndarray) -> QImage:
-    if sample.ndim == 3 and sample.shape[-1] not in (1, 3, 4):
-        sample = sample.max(axis=0)  # a volume: maximum intensity projection
-    if sample.ndim == 3:
-        sample = sample.mean(axis=-1)
-    if sample.ndim == 1:
-        side = int(np.ceil(np.sqrt(sample.size)))
-        sample = np.pad(sample, (0, side * side - sample.size)).reshape(side, side)
-    low, high = np.nanmin(sample), np.nanmax(sample)
-    scaled = np.zeros_like(sample) if high <= low else (sample - low) / (high - low)
-    grey = np.ascontiguousarray((scaled * 255).astype(np.uint8))
-    height, width = grey.shape
-    return QImage(grey.data, width, height, width, QImage.Format.Format_Grayscale8).copy()
 
 
 @dataclass
