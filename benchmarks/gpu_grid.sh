@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# A real grid on a GPU box, one job per GPU: the check to run when a GPU machine is available.
+#   bash benchmarks/gpu_grid.sh            (from the repository root; about 2 minutes after the install)
+# It installs TensorFlow with CUDA into .venv-gpu, lists the GPUs NVML sees, runs the demo grid with
+# every GPU as a slot in a scratch workspace, and prints which GPU each job ran on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv-gpu
+.venv-gpu/bin/pip install -q --disable-pip-version-check -e '.[gpu]'
+home=$(mktemp -d)
+.venv-gpu/bin/python - <<'PY'
+from blueno.scheduler import detect_slots, gpu_stats
+print("slots:", [s.name for s in detect_slots()])
+for gpu in gpu_stats():
+    print(f"gpu{gpu.index}: {gpu.name}, {gpu.memory_total / 2**30:.0f} GiB")
+PY
+.venv-gpu/bin/python main.py --home "$home" data demo
+time .venv-gpu/bin/python main.py --home "$home" --batch resources/examples/demo.toml
+.venv-gpu/bin/python main.py --home "$home" queue ls --all
+grep -h "GPU\|gpu" "$home"/logs/run-*.log | head -20 || true
