@@ -1,6 +1,8 @@
 # Blueno: every target creates .venv when it is missing and installs into it.
 PYTHON ?= python3
-VENV   := .venv
+# Which TensorFlow: cpu (the default), or gpu (CUDA wheels, for a GPU box) in a .venv-gpu of its own.
+TF     ?= cpu
+VENV   := .venv$(if $(filter gpu,$(strip $(TF))),-gpu)
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.blueno-installed
 export QT_QPA_PLATFORM ?= offscreen
@@ -12,7 +14,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing Blueno and its dependencies into $(VENV) (about a minute the first time; log: $(VENV)/install.log)"
 	@{ $(PY) -m pip install --disable-pip-version-check --upgrade pip && \
-	   $(PY) -m pip install --disable-pip-version-check -e '.[test]'; } > $(VENV)/install.log 2>&1 \
+	   $(PY) -m pip install --disable-pip-version-check -e '.[test,$(strip $(TF))]'; } > $(VENV)/install.log 2>&1 \
 	   || { tail -n 40 $(VENV)/install.log; echo "installing failed: see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 

@@ -5,8 +5,7 @@
 # every GPU as a slot in a scratch workspace, and prints which GPU each job ran on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv-gpu
-.venv-gpu/bin/pip install -q --disable-pip-version-check -e '.[gpu]'
+make .venv-gpu/.blueno-installed TF=gpu    # Blueno with tensorflow[and-cuda], in a venv of its own
 home=$(mktemp -d)
 .venv-gpu/bin/python - <<'PY'
 from blueno.scheduler import detect_slots, gpu_stats

@@ -200,8 +200,14 @@ def fit(
     recorder: MetricsRecorder,
 ) -> tuple[TrainState, Checkpoints]:
     """Train from scratch or from the last checkpoint, up to ``epochs`` or an early stop."""
-    import keras
-    import tensorflow as tf
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError:  # every job would fail the same way: say how to install it, don't retry
+        raise BluenoError(
+            "TensorFlow is not installed in this Python environment: install Blueno with "
+            "`pip install -e '.[cpu]'` (or '.[gpu]' on a GPU box), as `make` does"
+        ) from None
 
     _configure_tensorflow(tf)
     keras.utils.set_random_seed(params["seed"])
