@@ -101,13 +101,15 @@ def test_that_a_push_killed_midway_and_resumed_later_leaves_a_verified_remote_co
     uploaded = 0
     while push.poll() is None and time.monotonic() < deadline:
         uploaded = sum(1 for _ in bucket_of(gcs_bucket).list_blobs(prefix=prefix))
-        if uploaded >= 20:
+        if uploaded >= 1:  # kill as early as we can see it working: mid-way on most machines
             break
         time.sleep(0.01)
     push.send_signal(signal.SIGKILL)
     out, _ = push.communicate(timeout=30)
     assert push.returncode == -signal.SIGKILL, out  # it really was interrupted, not finished
-    before_resume = sum(1 for _ in bucket_of(gcs_bucket).list_blobs(prefix=prefix))
+    names = [blob.name for blob in bucket_of(gcs_bucket).list_blobs(prefix=prefix)]
+    before_resume = len(names)
+    complete_before = any(name.endswith("/manifest.json") for name in names)
 
     resumed = gcs.push(workspace, store, version.ref, gcs_bucket)
     other = Workspace(tmp_path / "elsewhere").ensure()
@@ -118,6 +120,9 @@ def test_that_a_push_killed_midway_and_resumed_later_leaves_a_verified_remote_co
     print(f"\nCASE 9 (interrupted push): killed with {before_resume} of {len(version.manifest['files'])} objects "
           f"uploaded; the resumed push uploaded {len(resumed.transferred)} and skipped {resumed.skipped}; "
           f"a pull elsewhere verified: {report.ok}, byte-identical: {identical}")
-    assert 0 < before_resume < len(version.manifest["files"])
-    assert resumed.skipped > 0 and len(resumed.transferred) < len(version.manifest["files"])
+    # Interrupted: some objects there, but not the manifest that marks a version complete (it goes last).
+    # How far the push got depends on the machine's speed; what the resume does must not.
+    assert before_resume > 0 and not complete_before
+    assert resumed.skipped == before_resume  # every object already there is kept, by checksum
+    assert len(resumed.transferred) == len(version.manifest["files"]) - before_resume  # only the rest travels
     assert report.ok and identical
