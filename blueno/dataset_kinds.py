@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -178,22 +178,26 @@ def _shape_problems(shapes: dict[str, tuple[int, ...]], what: str) -> list[tuple
 # -- a folder of .npy arrays with labels.csv ---------------------------------------
 
 
+def _read_header(stream: BinaryIO) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset of the .npy at the start of ``stream``; refuses pickled objects."""
+    if np.lib.format.read_magic(stream) == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    if dtype.hasobject:
+        raise ValueError("holds Python objects (pickled), which Blueno does not load")
+    return tuple(shape), dtype, stream.tell()
+
+
 def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of an .npy file from its header; ValueError if it is not a whole array."""
     with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-        else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-        offset = f.tell()
-    if dtype.hasobject:
-        raise ValueError("holds Python objects (pickled), which Blueno does not load")
+        shape, dtype, offset = _read_header(f)
     expected = math.prod(shape) * dtype.itemsize
     actual = path.stat().st_size - offset
     if actual != expected:
         raise ValueError(f"truncated or corrupt: the header promises {expected} data bytes, found {actual}")
-    return tuple(shape), dtype
+    return shape, dtype
 
 
 def read_labels(
@@ -355,17 +359,10 @@ def _member_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ..
     """Shape and dtype of an array inside an .npz, read from its header only."""
     info = archive.getinfo(member)
     with archive.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-        else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-        offset = f.tell()
-    if dtype.hasobject:
-        raise ValueError("holds Python objects (pickled), which Blueno does not load")
+        shape, dtype, offset = _read_header(f)
     if info.file_size - offset != math.prod(shape) * dtype.itemsize:
         raise ValueError("truncated: its size does not match its header")
-    return tuple(shape), dtype
+    return shape, dtype
 
 
 def load_npz(root: Path, manifest: dict[str, Any]) -> Samples:
