@@ -212,7 +212,12 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, 8000)
 
     def open_settings(self) -> None:
-        dialog = QtSettingsDialog(self.workspace, self)
+        """Read the settings off the GUI thread, then show them in the dialog."""
+        submit(self.workspace.settings, on_done=self._edit_settings,
+               on_error=lambda exc: QMessageBox.warning(self, "Blueno", str(exc)))
+
+    def _edit_settings(self, current: dict[str, Any]) -> None:
+        dialog = QtSettingsDialog(self.workspace, current, self)
         if dialog.exec():
             self.show_message(f"settings saved to {self.workspace.settings_path}")
 

@@ -26,23 +26,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from blueno import BluenoError
 from blueno.workspace import Workspace
+from gui.workers import submit
 
 
 class QtSettingsDialog(QDialog):
     """Edits the workspace's settings file."""
 
-    def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, workspace: Workspace, current: dict[str, Any], key_stored: bool = False,
+        parent: QWidget | None = None,
+    ) -> None:
+        """``current`` and ``key_stored`` come from :func:`read`, called off the GUI thread."""
         super().__init__(parent)
         self.setWindowTitle("Blueno settings")
         self.setMinimumWidth(520)
         self._workspace = workspace
-        try:
-            self._current = workspace.settings()
-        except BluenoError as exc:
-            QMessageBox.warning(self, "Blueno", str(exc))
-            self._current = {}
+        self._current = current
         scheduler = self._current.get("scheduler", {})
         gcs = self._current.get("gcs", {})
         elastic = self._current.get("elasticsearch", {})
@@ -63,8 +63,7 @@ class QtSettingsDialog(QDialog):
         self.es_url.setPlaceholderText("https://elastic.example.org:9200")
         self.es_key = QLineEdit(self)
         self.es_key.setEchoMode(QLineEdit.EchoMode.Password)
-        key_file = self.key_file()
-        self.es_key.setPlaceholderText("stored" if key_file.is_file() else "API key (kept in credentials/)")
+        self.es_key.setPlaceholderText("stored" if key_stored else "API key (kept in credentials/)")
 
         form = QFormLayout(self)
         form.addRow(QLabel(f"Workspace: <code>{workspace.root}</code>", self))
@@ -84,13 +83,6 @@ class QtSettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
-    def key_file(self) -> Path:
-        from blueno.elastic.config import (
-            DEFAULT_API_KEY_FILE,
-        )  # loads the Elasticsearch client: not at startup
-
-        return self._workspace.credentials_dir / DEFAULT_API_KEY_FILE
-
     def _browse_credentials(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self, "Service account key", str(self._workspace.credentials_dir), "JSON (*.json)"
@@ -107,12 +99,29 @@ class QtSettingsDialog(QDialog):
         }
 
     def accept(self) -> None:
-        """Write the file (small, local: done here, where the user waits for it anyway)."""
-        try:
-            self._workspace.save_settings(self.changes())
-            if self.es_key.text():
-                self._workspace.save_secret(self.key_file().name, self.es_key.text())
-        except (OSError, BluenoError) as exc:
-            QMessageBox.warning(self, "Blueno", f"could not save the settings: {exc}")
-            return
-        super().accept()
+        """Write the settings (and the key, to its own 0600 file) off the GUI thread; close when done."""
+        self.setEnabled(False)
+        submit(save, self._workspace, self.changes(), self.es_key.text(),
+               on_done=lambda _: super(QtSettingsDialog, self).accept(), on_error=self._failed)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.setEnabled(True)
+        QMessageBox.warning(self, "Blueno", f"could not save the settings: {exc}")
+
+
+def api_key_file(workspace: Workspace) -> Path:
+    from blueno.elastic.config import DEFAULT_API_KEY_FILE  # imports the Elasticsearch client: not at startup
+
+    return workspace.credentials_dir / DEFAULT_API_KEY_FILE
+
+
+def read(workspace: Workspace) -> tuple[dict[str, Any], bool]:
+    """The settings, and whether an API key is stored (worker thread: both touch the disk)."""
+    return workspace.settings(), api_key_file(workspace).is_file()
+
+
+def save(workspace: Workspace, changes: dict[str, dict[str, Any]], api_key: str) -> None:
+    """The dialog's writes (worker thread)."""
+    workspace.save_settings(changes)
+    if api_key:
+        workspace.save_secret(api_key_file(workspace).name, api_key)
