@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from blueno import BluenoError, runs
 from blueno.evaluation import headline
 from blueno.store import Store
 from blueno.workspace import Workspace
@@ -30,14 +30,10 @@ LOG_TAIL_BYTES = 64 * 1024
 
 def read_run(store: Store, workspace: Workspace, run_id: int) -> dict[str, Any]:
     """The run's row, its job's state and error, and its log tail (worker thread)."""
-    row = store.query_one(
-        "SELECT r.*, j.state, j.error, j.attempt FROM runs r LEFT JOIN jobs j ON j.id = r.job_id "
-        "WHERE r.id = ?",
-        (run_id,),
-    )
-    if row is None:
+    try:
+        run = runs.get_run(store, run_id)
+    except BluenoError:  # deleted meanwhile
         return {"id": run_id, "missing": True}
-    run = dict(row)
     log_path = Path(run["log_path"]) if run["log_path"] else workspace.run_log(run_id)
     if not log_path.is_absolute():
         log_path = workspace.root / log_path
@@ -72,7 +68,7 @@ def describe(run: dict[str, Any]) -> str:
     """The run as HTML for the details tab."""
     if run.get("missing"):
         return f"<p>Run {run['id']} is gone.</p>"
-    loads = {k: json.loads(run[k]) if run[k] else {} for k in ("params", "final", "best", "evaluation")}
+    loads = {k: run[k] or {} for k in ("params", "final", "best", "evaluation")}
     head = (
         f"<h3>Run {run['id']} · {html.escape(run['model'])} · {html.escape(run['state'] or 'done')}</h3>"
         f"<p>dataset {html.escape(run['dataset'])} · epochs {run['epochs_done']}"
