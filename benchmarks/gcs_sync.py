@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gcs_emulator import running_emulator  # noqa: E402
 
-from blueno import gcs  # noqa: E402
-from blueno.dataset_import import import_path  # noqa: E402
+from blueno.datasets import remote  # noqa: E402
+from blueno.datasets.importing import import_path  # noqa: E402
 from blueno.workspace import Workspace  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--kib", type=int, default=16, help="size of each array file in KiB")
-    parser.add_argument("--workers", type=int, default=gcs.WORKERS)
+    parser.add_argument("--workers", type=int, default=remote.WORKERS)
     args = parser.parse_args()
     from google.cloud import storage
 
@@ -86,7 +86,7 @@ def main() -> int:
         # with the objects it holds: both sides hold the same number at each step.
         os.environ["STORAGE_EMULATOR_HOST"] = naive_url
         naive_bucket = storage.Client(project="bench").create_bucket("naive")
-        os.environ["STORAGE_EMULATOR_HOST"] = url  # gcs.client() reads it on every call
+        os.environ["STORAGE_EMULATOR_HOST"] = url  # remote.client() reads it on every call
         bucket = storage.Client(project="bench").create_bucket("bench")
         base = "gs://bench/blueno"
 
@@ -105,7 +105,7 @@ def main() -> int:
             naive = naive_upload(naive_bucket, version.path, naive_prefix, args.workers)
             if before is not None:
                 before()
-            seconds, result = timed(gcs.push, workspace, store, ref, base, workers=args.workers)
+            seconds, result = timed(remote.push, workspace, store, ref, base, workers=args.workers)
             rows.append((label, naive, version.size_bytes, seconds, result))
         store.close()
 

@@ -375,10 +375,10 @@ def _upload_model(workspace: Workspace, store: Store, run_id: int) -> None:
     """Copy the saved model to Cloud Storage when a bucket is configured; the run has succeeded either way."""
     if not workspace.settings().get("gcs", {}).get("bucket"):
         return
-    from blueno import gcs
+    from blueno.datasets import remote
 
     try:
-        url = gcs.upload_run_model(workspace, store, run_id)
+        url = remote.upload_run_model(workspace, store, run_id)
     except BluenoError as exc:  # the result is committed: say why the copy is missing, don't fail the run
         print(f"model not uploaded to Cloud Storage: {exc}", flush=True)
     else:

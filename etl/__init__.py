@@ -10,7 +10,7 @@ users add their own in ``<workspace>/transforms/*.py``::
     def invert(batch: np.ndarray, *, maximum: float = 1.0) -> np.ndarray:
         return maximum - batch
 
-``blueno.dataset_derive`` applies them with lineage and caching.  This package
+``blueno.datasets.derive`` applies them with lineage and caching.  This package
 depends on numpy (and scipy for resize) only: no Blueno, no Qt.
 """
 

@@ -40,9 +40,9 @@ from PySide6.QtWidgets import (
 )
 
 from blueno import datasets
-from blueno.dataset_import import default_name, import_path
-from blueno.dataset_task import Progress, Task
 from blueno.datasets import DatasetVersion
+from blueno.datasets.importing import default_name, import_path
+from blueno.datasets.task import Progress, Task
 from blueno.evaluation import sample_image
 from blueno.store import Store
 from blueno.workspace import Workspace
@@ -205,12 +205,12 @@ class QtGcsBrowser(QDialog):
         self.refresh()
 
     def refresh(self) -> None:
-        from blueno import gcs
+        from blueno.datasets import remote
 
         self.message.setText("listing…")
         url = self.url.text().strip() or None
         submit(
-            gcs.remote_ls,
+            remote.remote_ls,
             self._workspace,
             url,
             on_done=self._listed,
@@ -239,9 +239,9 @@ GCS_COLUMNS = [
 
 
 class DatasetTask(QObject):
-    """A ``blueno.dataset_task.Task`` whose progress arrives on the GUI thread."""
+    """A ``blueno.datasets.task.Task`` whose progress arrives on the GUI thread."""
 
-    progress = Signal(object)  # blueno.dataset_task.Progress
+    progress = Signal(object)  # blueno.datasets.task.Progress
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -463,11 +463,11 @@ class QtDatasetsView(QWidget):
     def push(self) -> None:
         version = self.selected()
         if version is not None:
-            from blueno import gcs
+            from blueno.datasets import remote
 
             self._run(
                 f"pushing {version.ref}",
-                lambda task: gcs.push(self._workspace, self._store, version.ref, task=task),
+                lambda task: remote.push(self._workspace, self._store, version.ref, task=task),
                 lambda _: self.status_message.emit(f"pushed {version.ref}"),
                 version.ref,
             )
@@ -475,11 +475,11 @@ class QtDatasetsView(QWidget):
     def pull(self) -> None:
         version = self.selected()
         if version is not None and version.remote_url:
-            from blueno import gcs
+            from blueno.datasets import remote
 
             self._run(
                 f"pulling {version.ref}",
-                lambda task: gcs.pull(self._workspace, self._store, version.remote_url, task=task),
+                lambda task: remote.pull(self._workspace, self._store, version.remote_url, task=task),
                 lambda _: self.status_message.emit(f"pulled {version.ref}"),
                 version.ref,
             )
@@ -505,7 +505,7 @@ class QtDatasetsView(QWidget):
         except tomllib.TOMLDecodeError as exc:
             self.problems.addItem(f"{transform}: the parameters are not TOML ({exc})")
             return
-        from blueno.dataset_derive import derive
+        from blueno.datasets.derive import derive
 
         self._run(
             f"deriving {transform} from {version.ref}",
@@ -517,12 +517,12 @@ class QtDatasetsView(QWidget):
     def browse_gcs(self) -> None:
         browser = QtGcsBrowser(self._workspace, self)
         if browser.exec() and browser.chosen_url:
-            from blueno import gcs
+            from blueno.datasets import remote
 
             url = browser.chosen_url
             self._run(
                 f"pulling {url}",
-                lambda task: gcs.pull(self._workspace, self._store, url, task=task),
+                lambda task: remote.pull(self._workspace, self._store, url, task=task),
                 lambda new: self.status_message.emit(f"pulled {new.ref}"),
                 url,
             )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from blueno import BluenoError, datasets
-from blueno.dataset_import import import_path
+from blueno.datasets.importing import import_path
 from blueno.store import Store, now
 from blueno.workspace import Workspace
 

@@ -16,8 +16,8 @@ from PIL import Image
 from test_datasets import snapshot, write_npy_folder
 
 from blueno import BluenoError, datasets
-from blueno.dataset_import import import_path, safe_member_path
-from blueno.dataset_task import Cancelled, Task
+from blueno.datasets.importing import import_path, safe_member_path
+from blueno.datasets.task import Cancelled, Task
 
 
 def write_image_folder(folder: Path, per_class: int = 3, size: tuple[int, int] = (6, 5)) -> Path:

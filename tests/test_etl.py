@@ -12,8 +12,8 @@ import pytest
 import etl
 from blueno import BluenoError, datasets
 from blueno.cli import main
-from blueno.dataset_derive import derive
-from blueno.dataset_import import import_path
+from blueno.datasets.derive import derive
+from blueno.datasets.importing import import_path
 from blueno.workspace import Workspace
 
 

@@ -10,15 +10,16 @@ from gcs_emulator import gcs_bucket_fixture, gcs_emulator_fixture  # noqa: F401 
 from google.cloud import storage
 from test_datasets import write_npy_folder
 
-from blueno import BluenoError, datasets, gcs
+from blueno import BluenoError, datasets
 from blueno.cli import main
-from blueno.dataset_import import import_path
-from blueno.dataset_manifest import manifest_hash, short_version
+from blueno.datasets import remote
+from blueno.datasets.importing import import_path
+from blueno.datasets.manifest import manifest_hash, short_version
 from blueno.store import now
 
 
 def blob(url: str, *parts: str) -> storage.Blob:
-    location = gcs.parse_url(url)
+    location = remote.parse_url(url)
     return storage.Client(project="blueno-emulator").bucket(location.bucket).blob(location.key(*parts))
 
 
@@ -53,12 +54,12 @@ def test_that_a_resync_transfers_nothing_and_only_differing_objects_travel(
     workspace, store, gcs_bucket, tmp_path
 ):
     v = import_path(workspace, store, write_npy_folder(tmp_path / "src"), name="pets").version
-    assert len(gcs.push(workspace, store, "pets", gcs_bucket).transferred) == 13
-    again = gcs.push(workspace, store, "pets", gcs_bucket)
+    assert len(remote.push(workspace, store, "pets", gcs_bucket).transferred) == 13
+    again = remote.push(workspace, store, "pets", gcs_bucket)
     assert again.transferred == [] and again.skipped == 13
     blob(gcs_bucket, "pets", v.version, "s001.npy").upload_from_string(b"not the array")
     blob(gcs_bucket, "pets", v.version, "s002.npy").delete()
-    repaired = gcs.push(workspace, store, "pets", gcs_bucket)
+    repaired = remote.push(workspace, store, "pets", gcs_bucket)
     assert sorted(repaired.transferred) == ["s001.npy", "s002.npy"] and repaired.skipped == 11
     assert datasets.resolve(store, workspace, "pets").remote_url == gcs_bucket
 
@@ -68,13 +69,13 @@ def test_that_a_new_version_uploads_only_its_changed_files_and_reuses_the_rest(
 ):
     source = write_npy_folder(tmp_path / "src")
     first = import_path(workspace, store, source, name="pets").version
-    gcs.push(workspace, store, first.ref, gcs_bucket)
+    remote.push(workspace, store, first.ref, gcs_bucket)
     np.save(source / "s009.npy", np.full((4, 4), 0.5, np.float32))
     second = import_path(workspace, store, source, name="pets").version
-    result = gcs.push(workspace, store, second.ref, gcs_bucket)
+    result = remote.push(workspace, store, second.ref, gcs_bucket)
     assert result.transferred == ["s009.npy"] and len(result.copied) == 12 and result.skipped == 0
     datasets.remove(store, workspace, "pets")
-    pulled = gcs.pull(workspace, store, f"{gcs_bucket}/pets")
+    pulled = remote.pull(workspace, store, f"{gcs_bucket}/pets")
     assert pulled.version == second.version and datasets.verify(workspace, pulled).ok
 
 
@@ -82,18 +83,18 @@ def test_that_a_corrupted_download_is_detected_and_leaves_nothing_behind(
     workspace, store, gcs_bucket, tmp_path
 ):
     v = import_path(workspace, store, write_npy_folder(tmp_path / "src"), name="pets").version
-    gcs.push(workspace, store, v.ref, gcs_bucket)
+    remote.push(workspace, store, v.ref, gcs_bucket)
     blob(gcs_bucket, "pets", v.version, "s007.npy").upload_from_string(b"\x93NUMPY flipped")
     datasets.remove(store, workspace, v.ref)
     with pytest.raises(BluenoError, match=r"pets/\w+/s007\.npy is corrupt: .* the manifest says"):
-        gcs.pull(workspace, store, f"{gcs_bucket}/pets@{v.version}", workers=2)
+        remote.pull(workspace, store, f"{gcs_bucket}/pets@{v.version}", workers=2)
     assert not (workspace.data_dir / "pets").exists() and leftovers(workspace) == []
     assert datasets.versions(store, workspace) == []
 
 
 def test_that_prepare_repairs_a_damaged_local_copy_from_the_bucket(workspace, store, gcs_bucket, tmp_path):
     v = import_path(workspace, store, write_npy_folder(tmp_path / "src"), name="pets").version
-    gcs.push(workspace, store, v.ref, gcs_bucket)
+    remote.push(workspace, store, v.ref, gcs_bucket)
     good = (v.path / "s003.npy").read_bytes()
     damaged = bytearray(good)
     damaged[-1] ^= 0xFF
@@ -113,19 +114,19 @@ def test_that_a_push_never_overwrites_a_remote_manifest_describing_other_content
     forged = {**v.manifest, "n_samples": 999}
     blob(gcs_bucket, "pets", v.version, "manifest.json").upload_from_string(json.dumps(forged))
     with pytest.raises(BluenoError, match="describes different content .* refusing to overwrite"):
-        gcs.push(workspace, store, v.ref, gcs_bucket)
+        remote.push(workspace, store, v.ref, gcs_bucket)
     assert json.loads(blob(gcs_bucket, "pets", v.version, "manifest.json").download_as_bytes()) == forged
     with pytest.raises(BluenoError, match="the remote manifest was altered"):
-        gcs.pull(workspace, store, f"{gcs_bucket}/pets@{v.version}")
+        remote.pull(workspace, store, f"{gcs_bucket}/pets@{v.version}")
 
 
 def test_that_pull_names_what_exists_when_the_version_does_not(workspace, store, gcs_bucket, tmp_path):
     v = import_path(workspace, store, write_npy_folder(tmp_path / "src"), name="pets").version
-    gcs.push(workspace, store, v.ref, gcs_bucket)
+    remote.push(workspace, store, v.ref, gcs_bucket)
     with pytest.raises(BluenoError, match=rf"no such version .* \(there: pets@{v.version}\)"):
-        gcs.pull(workspace, store, f"{gcs_bucket}/pets@beef")
+        remote.pull(workspace, store, f"{gcs_bucket}/pets@beef")
     with pytest.raises(BluenoError, match="not a Cloud Storage address"):
-        gcs.pull(workspace, store, "s3://bucket/pets")
+        remote.pull(workspace, store, "s3://bucket/pets")
 
 
 def test_that_finished_run_models_upload_when_a_bucket_is_configured_and_pull_back(
@@ -138,9 +139,9 @@ def test_that_finished_run_models_upload_when_a_bucket_is_configured_and_pull_ba
     model = workspace.run_dir(run_id) / "model.keras"
     model.parent.mkdir(parents=True)
     model.write_bytes(b"keras zip bytes" * 1000)
-    assert gcs.upload_run_model(workspace, store, run_id) is None  # no bucket configured: nothing to do
+    assert remote.upload_run_model(workspace, store, run_id) is None  # no bucket configured: nothing to do
     workspace.settings_path.write_text(f'[gcs]\nbucket = "{gcs_bucket}"\n')
-    url = gcs.upload_run_model(workspace, store, run_id)
+    url = remote.upload_run_model(workspace, store, run_id)
     assert url == f"{gcs_bucket}/models/run-{run_id}/model.keras"
     assert store.query_one("SELECT model_url FROM runs WHERE id = ?", (run_id,))["model_url"] == url
     model.unlink()
@@ -154,23 +155,23 @@ def test_that_missing_or_bad_credentials_get_one_clear_message_without_secrets(
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "nowhere.json"))
     with pytest.raises(BluenoError, match=r"no Google Cloud credentials found.*credentials/gcs\.json"):
-        gcs.client(workspace)
+        remote.client(workspace)
     secret = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC-not-a-real-key"
     key = workspace.credentials_dir / "gcs.json"
     key.write_text(json.dumps({"type": "service_account", "private_key": secret, "client_email": "a@b.c"}))
     with pytest.raises(BluenoError, match=r"gcs\.json is not a valid service-account key") as caught:
-        gcs.client(workspace)
+        remote.client(workspace)
     assert secret not in str(caught.value) and "BEGIN" not in str(caught.value)
     workspace.settings_path.write_text('[gcs]\ncredentials = "credentials/other.json"\n')
     with pytest.raises(BluenoError, match=r"names the key .*other\.json, which does not exist"):
-        gcs.client(workspace)
+        remote.client(workspace)
 
 
 def test_that_prepare_pulls_a_version_this_workspace_only_knows_from_the_bucket(
     workspace, store, gcs_bucket, tmp_path
 ):
     v = import_path(workspace, store, write_npy_folder(tmp_path / "src"), name="pets").version
-    gcs.push(workspace, store, v.ref, gcs_bucket)
+    remote.push(workspace, store, v.ref, gcs_bucket)
     datasets.remove(store, workspace, "pets")
     with pytest.raises(BluenoError, match="no dataset named 'pets'"):
         datasets.prepare(workspace, store, v.ref, [])
@@ -186,7 +187,7 @@ def test_that_a_bucket_that_does_not_exist_is_named_and_nothing_changes(
 ):
     v = import_path(workspace, store, write_npy_folder(tmp_path / "src"), name="pets").version
     with pytest.raises(BluenoError, match=r"push to gs://no-such-bucket/x/pets/\w+: not found\. Check"):
-        gcs.push(workspace, store, v.ref, "gs://no-such-bucket/x")
+        remote.push(workspace, store, v.ref, "gs://no-such-bucket/x")
     assert datasets.resolve(store, workspace, v.ref).remote_url is None
 
 
@@ -197,7 +198,7 @@ def test_that_a_remote_manifest_with_paths_escaping_the_folder_is_refused(worksp
     version = short_version(manifest_hash(forged))
     blob(gcs_bucket, "evil", version, "manifest.json").upload_from_string(json.dumps(forged))
     with pytest.raises(BluenoError, match=r"lists paths outside the dataset folder \('../../evil.txt'\)"):
-        gcs.pull(workspace, store, f"{gcs_bucket}/evil")
+        remote.pull(workspace, store, f"{gcs_bucket}/evil")
     assert not list(workspace.root.parent.rglob("evil.txt")) and leftovers(workspace) == []
 
 
@@ -215,12 +216,12 @@ def test_that_every_upload_carries_a_generation_precondition(workspace, store, g
 
     monkeypatch.setattr(storage.Blob, "upload_from_filename", recording)
     v = import_path(workspace, store, write_npy_folder(tmp_path / "src"), name="pets").version
-    gcs.push(workspace, store, v.ref, gcs_bucket)
+    remote.push(workspace, store, v.ref, gcs_bucket)
     assert len(sent) == 13 and set(sent.values()) == {0}  # "must not exist yet"
     stale = blob(gcs_bucket, "pets", v.version, "s001.npy")
     stale.upload_from_string(b"stale")
     sent.clear()
-    gcs.push(workspace, store, v.ref, gcs_bucket)
+    remote.push(workspace, store, v.ref, gcs_bucket)
     assert sent == {"s001.npy": stale.generation}  # "must still be what was listed"
 
     def raced(self, filename, *args, **kwargs):
@@ -229,7 +230,7 @@ def test_that_every_upload_carries_a_generation_precondition(workspace, store, g
     monkeypatch.setattr(storage.Blob, "upload_from_filename", raced)
     stale.upload_from_string(b"stale again")
     with pytest.raises(BluenoError, match="changed while Blueno worked on it .* Nothing was overwritten"):
-        gcs.push(workspace, store, v.ref, gcs_bucket)
+        remote.push(workspace, store, v.ref, gcs_bucket)
 
 
 @pytest.mark.slow

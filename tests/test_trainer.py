@@ -17,7 +17,7 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
 from blueno import datasets, metrics, trainer
-from blueno.dataset_import import import_path
+from blueno.datasets.importing import import_path
 from blueno.store import Store, dumps, now
 from blueno.workspace import Workspace
 

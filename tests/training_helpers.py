@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 from blueno import datasets
-from blueno.dataset_import import import_path
+from blueno.datasets.importing import import_path
 from blueno.grid import parse_grid
 from blueno.queue import JobQueue
 from blueno.store import Store

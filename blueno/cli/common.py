@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from blueno.dataset_task import Progress, Task
+from blueno.datasets.task import Progress, Task
 
 
 def print_json(value: Any) -> None:

@@ -1,7 +1,7 @@
 """``blueno data …``: import, list, show, verify, remove, derive, and sync with Google Cloud Storage.
 
-Each command is a few lines over :mod:`blueno.datasets`, :mod:`blueno.dataset_import`,
-:mod:`blueno.dataset_derive` and :mod:`blueno.gcs`, which the GUI calls too.
+Each command is a few lines over :mod:`blueno.datasets`, :mod:`blueno.datasets.importing`,
+:mod:`blueno.datasets.derive` and :mod:`blueno.datasets.remote`, which the GUI calls too.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def cmd_demo(workspace: Workspace, args: argparse.Namespace) -> int:
 
 
 def cmd_import(workspace: Workspace, args: argparse.Namespace) -> int:
-    from blueno.dataset_import import import_path
+    from blueno.datasets.importing import import_path
 
     if args.name and len(args.paths) > 1:
         raise BluenoError("--name names one dataset: import one PATH at a time with --name, or omit it "
@@ -103,7 +103,7 @@ def _param(text: str) -> tuple[str, Any]:
 
 
 def cmd_derive(workspace: Workspace, args: argparse.Namespace) -> int:
-    from blueno.dataset_derive import derive
+    from blueno.datasets.derive import derive
 
     store = workspace.open_store()
     parent = datasets.resolve(store, workspace, args.ref)
@@ -113,25 +113,26 @@ def cmd_derive(workspace: Workspace, args: argparse.Namespace) -> int:
 
 
 def cmd_push(workspace: Workspace, args: argparse.Namespace) -> int:
-    from blueno import gcs
+    from blueno.datasets import remote
 
     store = workspace.open_store()
-    print(run_with_progress(gcs.push, workspace, store, args.ref, args.to, workers=args.workers).describe("uploaded"))
+    pushed = run_with_progress(remote.push, workspace, store, args.ref, args.to, workers=args.workers)
+    print(pushed.describe("uploaded"))
     return 0
 
 
 def cmd_pull(workspace: Workspace, args: argparse.Namespace) -> int:
-    from blueno import gcs
+    from blueno.datasets import remote
 
     store = workspace.open_store()
-    print(run_with_progress(gcs.pull_sync, workspace, store, args.url, workers=args.workers).describe("downloaded"))
+    print(run_with_progress(remote.pull_sync, workspace, store, args.url, workers=args.workers).describe("downloaded"))
     return 0
 
 
 def cmd_remote_ls(workspace: Workspace, args: argparse.Namespace) -> int:
-    from blueno import gcs
+    from blueno.datasets import remote
 
-    rows = gcs.remote_ls(workspace, args.url)
+    rows = remote.remote_ls(workspace, args.url)
     if args.json:
         print_json(rows)
     else:

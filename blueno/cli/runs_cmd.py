@@ -196,11 +196,11 @@ def cmd_test(workspace: Workspace, args: argparse.Namespace) -> int:
 
 
 def cmd_pull(workspace: Workspace, args: argparse.Namespace) -> int:
-    from blueno import gcs
     from blueno.cli.common import run_with_progress
+    from blueno.datasets import remote
 
     with workspace.open_store() as store:
-        print(run_with_progress(gcs.pull_run_model, workspace, store, args.run))
+        print(run_with_progress(remote.pull_run_model, workspace, store, args.run))
     return 0
 
 

@@ -14,8 +14,9 @@ import pytest
 from gcs_emulator import gcs_bucket_fixture, gcs_emulator_fixture  # noqa: F401  (fixtures)
 from test_datasets import write_npy_folder
 
-from blueno import BluenoError, datasets, gcs
-from blueno.dataset_import import import_path
+from blueno import BluenoError, datasets
+from blueno.datasets import remote
+from blueno.datasets.importing import import_path
 from blueno.store import Store
 from blueno.workspace import Workspace
 
@@ -25,11 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 def bucket_of(url: str):
     from google.cloud import storage
 
-    return storage.Client(project="blueno-emulator").bucket(gcs.parse_url(url).bucket)
+    return storage.Client(project="blueno-emulator").bucket(remote.parse_url(url).bucket)
 
 
 def blob(url: str, *parts: str):
-    return bucket_of(url).blob(gcs.parse_url(url).key(*parts))
+    return bucket_of(url).blob(remote.parse_url(url).key(*parts))
 
 
 def leftovers(workspace: Workspace) -> list[str]:
@@ -55,7 +56,7 @@ def test_that_100_of_100_corrupted_objects_are_detected_on_download_with_no_part
     rounds, seed = 100, 9
     rng = random.Random(seed)
     version = import_path(workspace, store, write_npy_folder(tmp_path / "src"), name="pets").version
-    gcs.push(workspace, store, version.ref, gcs_bucket)
+    remote.push(workspace, store, version.ref, gcs_bucket)
     files = sorted(entry["path"] for entry in version.manifest["files"])
     datasets.remove(store, workspace, "pets")  # from now on the bucket is the only copy
     detected = clean = 0
@@ -65,13 +66,13 @@ def test_that_100_of_100_corrupted_objects_are_detected_on_download_with_no_part
         original = target.download_as_bytes()
         target.upload_from_string(corrupt(original, how, rng))
         try:
-            gcs.pull(workspace, store, f"{gcs_bucket}/pets@{version.version}", workers=2)
+            remote.pull(workspace, store, f"{gcs_bucket}/pets@{version.version}", workers=2)
         except BluenoError as exc:
             detected += name in str(exc) and "corrupt" in str(exc)
         clean += not (workspace.data_dir / "pets").exists() and leftovers(workspace) == [] and \
             datasets.versions(store, workspace) == []
         target.upload_from_string(original)
-    pulled = gcs.pull(workspace, store, f"{gcs_bucket}/pets@{version.version}")
+    pulled = remote.pull(workspace, store, f"{gcs_bucket}/pets@{version.version}")
     print(f"\nCASE 9 (corruption): {detected} of {rounds} corrupted objects detected on download (flip, truncate, "
           f"append, replace; seed {seed}), {clean} of {rounds} left no partial file and no dataset row")
     assert detected == rounds and clean == rounds
@@ -91,7 +92,7 @@ def test_that_a_push_killed_midway_and_resumed_later_leaves_a_verified_remote_co
         lines.append(f"s{i:03d},{'ab'[i % 2]}")
     (source / "labels.csv").write_text("\n".join(lines) + "\n")
     version = import_path(workspace, store, source, name="big").version
-    prefix = gcs.parse_url(gcs_bucket).key("big", version.version)
+    prefix = remote.parse_url(gcs_bucket).key("big", version.version)
     push = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "data", "push", "big", "--to", gcs_bucket,
          "--home", str(workspace.root)],
@@ -111,10 +112,10 @@ def test_that_a_push_killed_midway_and_resumed_later_leaves_a_verified_remote_co
     before_resume = len(names)
     complete_before = any(name.endswith("/manifest.json") for name in names)
 
-    resumed = gcs.push(workspace, store, version.ref, gcs_bucket)
+    resumed = remote.push(workspace, store, version.ref, gcs_bucket)
     other = Workspace(tmp_path / "elsewhere").ensure()
     with other.open_store() as other_store:
-        pulled = gcs.pull(other, other_store, f"{gcs_bucket}/big@{version.version}")
+        pulled = remote.pull(other, other_store, f"{gcs_bucket}/big@{version.version}")
         report = datasets.verify(other, pulled)
         identical = all((pulled.path / f.name).read_bytes() == f.read_bytes() for f in source.iterdir())
     print(f"\nCASE 9 (interrupted push): killed with {before_resume} of {len(version.manifest['files'])} objects "

@@ -5,8 +5,8 @@ and crc32c, sample count, shapes, classes, lineage) and named by a hash of
 that manifest, so the same content always gets the same ``name@version``.
 Copied versions live in ``data/<name>/<version>/`` next to their
 ``manifest.json``; linked ones stay where they were and only the database
-knows their manifest.  Importing is in :mod:`blueno.dataset_import`, deriving
-in :mod:`blueno.dataset_derive`; this module is what the rest of Blueno calls.
+knows their manifest.  Importing is in :mod:`blueno.datasets.importing`, deriving
+in :mod:`blueno.datasets.derive`; this module is what the rest of Blueno calls.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from blueno import BluenoError
-from blueno.dataset_kinds import LOADERS, belongs
-from blueno.dataset_manifest import VerifyReport, any_file, verify_files
-from blueno.dataset_task import Task
+from blueno.datasets.kinds import LOADERS, belongs
+from blueno.datasets.manifest import VerifyReport, any_file, verify_files
+from blueno.datasets.task import Task
 from blueno.store import Store, dumps, now
 from blueno.workspace import Workspace
 
@@ -327,82 +327,3 @@ def remove(store: Store, workspace: Workspace, ref: str, *, force: bool = False)
             except OSError:
                 pass
     return doomed
-
-
-def prepare(
-    workspace: Workspace,
-    store: Store,
-    ref: str,
-    chain: list[dict[str, Any]] | None = None,
-    task: Task | None = None,
-) -> DatasetVersion:
-    """The version a job trains on: present, verified, pulled if only remote, derived through ``chain``.
-
-    A ``name@version`` this workspace does not know is pulled from the
-    configured bucket; files missing or changed are fetched again from the
-    version's remote copy.  Re-hashing is skipped when no file changed since
-    the last verify; derived versions are cached by (parent, transform, parameters).
-    """
-    version = _resolve_or_pull(workspace, store, ref, task)
-    if not is_verified(workspace, version):
-        report = verify(workspace, version, task)
-        if not report.ok:
-            remote = version.remote_url or _configured_remote(workspace)
-            if version.linked or not remote:
-                raise BluenoError(
-                    report.describe() + f"\nRestore the files, re-import the dataset, or push it to a "
-                    f"bucket so Blueno can fetch it (blueno data push {version.name})."
-                )
-            from blueno import gcs
-
-            version = gcs.pull(workspace, store, gcs.version_url(remote, version), task=task)
-    if chain:
-        from blueno.dataset_derive import derive_chain
-
-        version = derive_chain(workspace, store, version, chain, task=task)
-    return version
-
-
-def _resolve_or_pull(workspace: Workspace, store: Store, ref: str, task: Task | None) -> DatasetVersion:
-    """The local version, or the one pulled from the configured bucket when only the bucket has it."""
-    try:
-        return resolve(store, workspace, ref)
-    except BluenoError as missing:
-        remote = _configured_remote(workspace)
-        if not remote or parse_ref(ref)[1] is None:
-            raise
-        from blueno import gcs
-
-        try:
-            return gcs.pull(workspace, store, f"{remote.rstrip('/')}/{ref}", task=task)
-        except BluenoError as failed:
-            raise BluenoError(f"{missing}\nNor could it be pulled from {remote}: {failed}") from None
-
-
-def _configured_remote(workspace: Workspace) -> str | None:
-    return workspace.settings().get("gcs", {}).get("bucket")
-
-
-def make_demo(workspace: Workspace, store: Store, task: Task | None = None) -> DatasetVersion:
-    """The "digits" demo (sklearn's 8x8 digits scaled to [0, 1]) imported as .npy files + labels.csv.
-
-    Idempotent: when a verified copy exists it is returned unchanged.
-    """
-    existing = [v for v in versions(store, workspace, DEMO_NAME) if v.source == DEMO_SOURCE]
-    if existing and (is_verified(workspace, existing[0]) or verify(workspace, existing[0]).ok):
-        return existing[0]
-    from sklearn.datasets import load_digits
-
-    from blueno.dataset_import import import_path, scratch_folder
-
-    digits = load_digits()
-    images = (digits.images / 16.0).astype(np.float32)
-    with scratch_folder(workspace, "demo") as folder:
-        lines = ["id,label"]
-        for i, (image, label) in enumerate(zip(images, digits.target, strict=True)):
-            np.save(folder / f"{i:04d}.npy", image)
-            lines.append(f"{i:04d},{label}")
-        (folder / "labels.csv").write_text("\n".join(lines) + "\n")
-        return import_path(
-            workspace, store, folder, name=DEMO_NAME, task=task, source=DEMO_SOURCE, move=True
-        ).version

@@ -19,8 +19,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from blueno import BluenoError
-from blueno.dataset_kinds import ARCHIVE_SUFFIXES, InvalidDataset, Scan, detect_kind, scan
-from blueno.dataset_manifest import (
+from blueno.datasets.kinds import ARCHIVE_SUFFIXES, InvalidDataset, Scan, detect_kind, scan
+from blueno.datasets.manifest import (
     MANIFEST_FORMAT,
     any_file,
     copy_with_crc32c,
@@ -32,8 +32,7 @@ from blueno.dataset_manifest import (
     walk_files,
     write_manifest,
 )
-from blueno.dataset_task import Task, ensure_task
-from blueno.datasets import (
+from blueno.datasets.registry import (
     DatasetVersion,
     check_name,
     find,
@@ -42,6 +41,7 @@ from blueno.datasets import (
     version_folder,
     write_stamp,
 )
+from blueno.datasets.task import Task, ensure_task
 from blueno.store import Store
 from blueno.workspace import Workspace
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import google_crc32c
 
-from blueno.dataset_task import Task
+from blueno.datasets.task import Task
 
 CHUNK = 1 << 20
 MANIFEST_NAME = "manifest.json"

@@ -34,7 +34,7 @@ from typing import Any
 import google_crc32c
 
 from blueno import BluenoError
-from blueno.dataset_manifest import (
+from blueno.datasets.manifest import (
     MANIFEST_NAME,
     file_crc32c,
     manifest_hash,
@@ -42,8 +42,7 @@ from blueno.dataset_manifest import (
     walk_files,
     write_manifest,
 )
-from blueno.dataset_task import Cancelled, Task, ensure_task
-from blueno.datasets import (
+from blueno.datasets.registry import (
     DatasetVersion,
     check_name,
     find,
@@ -55,6 +54,7 @@ from blueno.datasets import (
     version_folder,
     write_stamp,
 )
+from blueno.datasets.task import Cancelled, Task, ensure_task
 from blueno.store import Store
 from blueno.workspace import Workspace
 

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from blueno import BluenoError
-from blueno.dataset_manifest import walk_files
+from blueno.datasets.manifest import walk_files
 
 KINDS = ("npy_folder", "npz", "image_folder", "csv", "arrays")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -18,17 +18,16 @@ import numpy as np
 
 import etl
 from blueno import BluenoError
-from blueno.dataset_import import publish, scratch_folder
-from blueno.dataset_kinds import Samples, iter_batches
-from blueno.dataset_manifest import (
+from blueno.datasets.importing import publish, scratch_folder
+from blueno.datasets.kinds import Samples, iter_batches
+from blueno.datasets.manifest import (
     MANIFEST_FORMAT,
     file_crc32c,
     file_entry,
     manifest_hash,
     short_version,
 )
-from blueno.dataset_task import Task, ensure_task
-from blueno.datasets import (
+from blueno.datasets.registry import (
     DatasetVersion,
     check_name,
     find,
@@ -38,6 +37,7 @@ from blueno.datasets import (
     version_folder,
     write_stamp,
 )
+from blueno.datasets.task import Task, ensure_task
 from blueno.store import Store, dumps
 from blueno.workspace import Workspace
 
