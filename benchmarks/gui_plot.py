@@ -31,9 +31,9 @@ import pyqtgraph as pg  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-import gui.qt_plot as qt_plot  # noqa: E402
+import gui.plot as plot  # noqa: E402
 from blueno.workspace import Workspace  # noqa: E402
-from gui.qt_runs_view import RunKeys, RunsTableModel, read_runs  # noqa: E402
+from gui.runs_view import RunKeys, RunsTableModel, read_runs  # noqa: E402
 
 RUNS, POINTS, SIZE, REPEATS = 100, 10_000, (1280, 800), 7
 LIVE_RUNS = 4
@@ -74,7 +74,7 @@ def blueno_redraws(app: QApplication, values: list[np.ndarray]) -> tuple[float, 
     widget = pg.PlotWidget(background="w")
     widget.resize(*SIZE)
     widget.show()
-    live = qt_plot.LivePlot(widget.getPlotItem())
+    live = plot.LivePlot(widget.getPlotItem())
     steps = np.arange(POINTS, dtype=float)
     head = POINTS - 2 * REPEATS - 2  # the live runs are still training: room to grow inside the view
     for i, y in enumerate(values):
@@ -90,7 +90,7 @@ def blueno_redraws(app: QApplication, values: list[np.ndarray]) -> tuple[float, 
         widget.grab()
 
     full_ms = median_ms(full)
-    qt_plot.SETTLE_S, settle = 0.5, qt_plot.SETTLE_S
+    plot.SETTLE_S, settle = 0.5, plot.SETTLE_S
     for key in live.curves:
         live._changed_at[key] = time.monotonic() - (0.0 if key[0] < LIVE_RUNS else 10.0)
     live.redraw()
@@ -109,7 +109,7 @@ def blueno_redraws(app: QApplication, values: list[np.ndarray]) -> tuple[float, 
         live._changed_at[key] = time.monotonic() - 10.0
     live.redraw()
     repaint_ms = median_ms(widget.grab)
-    qt_plot.SETTLE_S = settle
+    plot.SETTLE_S = settle
     widget.close()
     return full_ms, frame_ms, repaint_ms
 

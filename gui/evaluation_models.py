@@ -14,7 +14,7 @@ import numpy as np
 from PySide6.QtCore import QAbstractListModel, QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSize, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPixmap
 
-from gui.table_model import format_value
+from gui.formatting import format_value
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 TEST_TINT = QColor("#fff3e0")  # test figures' background everywhere in the GUI

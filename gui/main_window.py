@@ -20,10 +20,10 @@ from blueno import __version__
 from blueno.queue import JobQueue
 from blueno.store import Store
 from blueno.workspace import Workspace
-from gui.qt_datasets_view import QtDatasetsView
-from gui.qt_grid_builder import QtGridBuilder
-from gui.qt_queue_view import QtQueueView
-from gui.qt_runs_view import QtRunsView
+from gui.datasets_view import QtDatasetsView
+from gui.grid_builder import QtGridBuilder
+from gui.queue_view import QtQueueView
+from gui.runs_view import QtRunsView
 from gui.scheduler_control import SchedulerControl, SchedulerStatus
 from gui.settings_dialog import QtSettingsDialog
 from gui.watcher import StoreWatcher

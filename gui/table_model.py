@@ -17,23 +17,14 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
+from gui.formatting import format_value
+
 ID_ROLE = Qt.ItemDataRole.UserRole + 1  # the row's key (job id, run id)
 VALUE_ROLE = Qt.ItemDataRole.UserRole + 2  # the raw, sortable value behind the text
 ROW_ROLE = Qt.ItemDataRole.UserRole + 3  # the whole row record
 
 Row = Any  # a dict or a tuple: whatever the columns' getters read
 AnyIndex = QModelIndex | QPersistentModelIndex
-
-
-def format_value(value: Any) -> str:
-    """Cell text: numbers short, missing values as an empty cell."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def sort_key(value: Any) -> tuple[int, Any]:

@@ -11,7 +11,7 @@ from standin_model import STANDIN, standin_grid
 
 from blueno import datasets
 from blueno.queue import JobQueue
-from gui.qt_queue_view import JobsTableModel
+from gui.queue_view import JobsTableModel
 from gui.workers import wait_for_pool
 
 

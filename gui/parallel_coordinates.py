@@ -28,7 +28,7 @@ from blueno.monitor import is_maximized
 from blueno.runs import ParallelCoordinates
 from blueno.store import Store
 from blueno.workspace import Workspace
-from gui.table_model import format_value
+from gui.formatting import format_value
 from gui.workers import Fetcher, submit
 
 HALF_WIDTH = 0.12  # an axis's brushable strip, in axis spacings

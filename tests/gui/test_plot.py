@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
-from gui.qt_plot import LivePlot, Series, decimate, smooth
+from gui.plot import LivePlot, Series, decimate, smooth
 
 
 def test_that_decimation_keeps_each_pixel_columns_extremes() -> None:
@@ -77,7 +77,7 @@ def test_that_only_changed_curves_are_decimated_again(qtbot) -> None:
 
 
 def test_that_settled_curves_paint_from_the_layer_image(qtbot, monkeypatch) -> None:
-    monkeypatch.setattr("gui.qt_plot.SETTLE_S", 0.0)
+    monkeypatch.setattr("gui.plot.SETTLE_S", 0.0)
     widget = pg.PlotWidget(background="w")
     qtbot.addWidget(widget)
     widget.resize(640, 400)

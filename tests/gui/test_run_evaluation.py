@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
 from gui.evaluation_models import IS_TEST_ROLE, TEST_LABEL, ConfusionModel, FiguresTableModel, GalleryModel
-from gui.qt_run_evaluation import QtRunEvaluation
+from gui.run_evaluation import QtRunEvaluation
 from gui.workers import wait_for_pool
 
 

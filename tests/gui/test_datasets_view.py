@@ -10,7 +10,7 @@ from gcs_emulator import gcs_bucket_fixture, gcs_emulator_fixture  # noqa: F401 
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from gui.qt_datasets_view import QtGcsBrowser, QtImportDialog
+from gui.datasets_view import QtGcsBrowser, QtImportDialog
 
 
 def npy_folder(root: Path, name: str, samples: int = 6, corrupt: bool = False) -> Path:

@@ -42,7 +42,7 @@ from blueno.queue import JobQueue
 from blueno.store import Store
 from blueno.workspace import Workspace
 from blueno.zoo.base import TRAINING_PARAMS, Hyperparam
-from gui.qt_queue_view import format_duration
+from gui.formatting import format_duration
 from gui.workers import Fetcher, submit
 
 VALIDATE_DELAY_MS = 150

@@ -22,7 +22,7 @@ from blueno import BluenoError, runs
 from blueno.evaluation import headline
 from blueno.store import Store
 from blueno.workspace import Workspace
-from gui.qt_run_evaluation import TEST_COLOUR, QtRunEvaluation
+from gui.run_evaluation import TEST_COLOUR, QtRunEvaluation
 from gui.workers import Fetcher
 
 LOG_TAIL_BYTES = 64 * 1024

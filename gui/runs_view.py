@@ -42,12 +42,12 @@ from PySide6.QtWidgets import (
 from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.cli_process import CliProcess
-from gui.qt_compare import QtCompareView
-from gui.qt_parallel_coordinates import QtParallelCoordinates
-from gui.qt_plot import QtLivePlot
-from gui.qt_queue_view import STATE_COLOURS, format_duration
-from gui.qt_run_detail import QtRunDetail
-from gui.table_model import ID_ROLE, ROW_ROLE, Column, Row, RowsTableModel, format_value
+from gui.compare import QtCompareView
+from gui.formatting import STATE_COLOURS, format_duration, format_value
+from gui.parallel_coordinates import QtParallelCoordinates
+from gui.plot import QtLivePlot
+from gui.run_detail import QtRunDetail
+from gui.table_model import ID_ROLE, ROW_ROLE, Column, Row, RowsTableModel
 from gui.workers import Fetcher
 
 OPEN_STATES = ("queued", "held", "running")

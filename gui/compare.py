@@ -18,7 +18,7 @@ from blueno import runs
 from blueno.runs import Comparison
 from blueno.store import Store
 from gui.evaluation_models import TEST_TEXT, TEST_TINT
-from gui.table_model import format_value
+from gui.formatting import format_value
 from gui.workers import Fetcher
 
 AnyIndex = QModelIndex | QPersistentModelIndex

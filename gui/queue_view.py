@@ -35,30 +35,12 @@ from PySide6.QtWidgets import (
 from blueno.queue import JobQueue
 from blueno.scheduler import GpuStat, gpu_stats
 from blueno.store import Store
+from gui.formatting import STATE_COLOURS, format_duration
 from gui.scheduler_control import SchedulerControl, SchedulerStatus
 from gui.table_model import ID_ROLE, ROW_ROLE, Column, Row, RowsTableModel
 from gui.workers import Fetcher, submit
 
 GPU_POLL_MS = 2000
-STATE_COLOURS = {
-    "queued": "#5f6b7a",
-    "held": "#b07d00",
-    "running": "#1565c0",
-    "succeeded": "#2e7d32",
-    "failed": "#c62828",
-    "cancelled": "#8d6e63",
-}
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return ""
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 def elapsed(row: Row) -> float | None:
     if row["started"] is None:
         return None

@@ -8,7 +8,7 @@ from gui_helpers import add_curve, add_runs
 from PySide6.QtCore import QItemSelectionModel, Qt
 
 from blueno.store import dumps
-from gui.qt_runs_view import STATE, RunKeys, RunsFilterProxy, RunsTableModel, read_runs
+from gui.runs_view import STATE, RunKeys, RunsFilterProxy, RunsTableModel, read_runs
 
 
 def test_that_the_runs_model_passes_the_model_tester(qtmodeltester, qtbot, store) -> None:

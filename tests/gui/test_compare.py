@@ -6,8 +6,8 @@ from gui_helpers import add_evaluated_runs
 from PySide6.QtCore import QItemSelectionModel, QPointF, Qt
 
 from blueno import runs
-from gui.qt_compare import BEST_MARK, BEST_ROLE, DIFFERS_ROLE, ComparisonModel
-from gui.qt_parallel_coordinates import scale_axis
+from gui.compare import BEST_MARK, BEST_ROLE, DIFFERS_ROLE, ComparisonModel
+from gui.parallel_coordinates import scale_axis
 
 
 def select(view, count: int) -> None:
