@@ -214,11 +214,12 @@ def import_path(
                 raise BluenoError(f"{path} is an archive: it has to be extracted, so it cannot be --link'ed.")
             root = extract_archive(path, scratch / "extracted", task, limits)
         try:
-            kind = detect_kind(root) if root != path else kind
-            if kind == "archive":
+            every = walk_files(root) if root.is_dir() else []
+            nested = root != path and every and all(f.lower().endswith(ARCHIVE_SUFFIXES) for f in every)
+            kind = detect_kind(root) if root != path and not nested else kind
+            if kind == "archive" or nested:
                 raise BluenoError(f"{path} holds only another archive; extract it and import the inner one.")
             if root.is_dir():
-                every = walk_files(root)
                 check_file_count(path, len(every), limits)
                 if special := special_files(root, every):
                     raise InvalidDataset(str(path), special)
@@ -350,6 +351,7 @@ def _tar_members(archive: Path, tf: tarfile.TarFile, into: Path, limits: ImportL
     """
     members: list[tarfile.TarInfo] = []
     declared = 0
+    room = shutil.disk_usage(into).free - limits.free_margin
     while (member := tf.next()) is not None:
         safe_member_path(archive, member.name)
         if not (member.isfile() or member.isdir()):
@@ -359,7 +361,8 @@ def _tar_members(archive: Path, tf: tarfile.TarFile, into: Path, limits: ImportL
             )
         members.append(member)
         declared += member.size if member.isfile() else 0
-        if len(members) > limits.max_files or declared > limits.max_ratio * max(archive.stat().st_size, 1):
+        if (len(members) > limits.max_files or declared > room
+                or declared > limits.max_ratio * max(archive.stat().st_size, 1)):
             check_expansion(archive, declared, len(members), into, limits)  # raises, naming the limit
     check_expansion(archive, declared, len(members), into, limits)
     return members

@@ -337,6 +337,10 @@ def _scan_npz(path: Path, limits: ImportLimits = DEFAULT) -> Scan:
         if len(x_shape) == 0:
             raise InvalidDataset(str(path), [(f"{name}:{x_key}", "must hold samples along its first axis, "
                                                                  "not a single value")])
+        problems = [(f"{name}:{key}", problem) for key, what in ((y_key, "label"), ("ids", "id"))
+                    if key in headers and (problem := array_problem(name, *headers[key], x_shape[0], what, limits))]
+        if problems:
+            raise InvalidDataset(str(path), problems)
         declared = sum(archive.getinfo(keys[k]).file_size for k in headers)
         compressed = max(path.stat().st_size, 1)
         if declared > limits.max_ratio * compressed:
@@ -344,10 +348,6 @@ def _scan_npz(path: Path, limits: ImportLimits = DEFAULT) -> Scan:
                 f"declares {declared:,} bytes of arrays, {declared / compressed:,.0f} times its size (the "
                 f"limit is {limits.max_ratio:g}×, a decompression bomb looks like this); pass --max-ratio "
                 f"{math.ceil(declared / compressed)} if it is real"))])
-        problems = [(f"{name}:{key}", problem) for key, what in ((y_key, "label"), ("ids", "id"))
-                    if key in headers and (problem := array_problem(name, *headers[key], x_shape[0], what, limits))]
-        if problems:
-            raise InvalidDataset(str(path), problems)
         try:
             bad = archive.testzip()
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
