@@ -260,6 +260,8 @@ def import_path(
             if created:
                 _unpublish(store, workspace, name, version, target, scratch)
             raise
+        if not link and not created and not target.exists():  # the process that published it took it back
+            publish(staged, target, manifest)
         write_stamp(workspace, imported)
         return ImportResult(imported, existed=existing is not None, ignored=found.ignored)
 

@@ -414,7 +414,7 @@ def pull_sync(workspace: Workspace, store: Store, url: str, *, task: Task | None
                 (target / extra).unlink()
         else:  # all or nothing: download beside data/, publish with one rename
             workspace.ensure()
-            scratch = workspace.data_dir / f".tmp-pull-{uuid.uuid4().hex[:12]}"
+            scratch = workspace.data_dir / f".tmp-pull-{os.getpid()}-{uuid.uuid4().hex[:12]}"
             try:
                 transferred = _download_into(bucket, prefix, scratch, manifest, task, workers)
                 target.parent.mkdir(parents=True, exist_ok=True)
