@@ -56,7 +56,7 @@ from blueno.datasets.registry import (
 )
 from blueno.datasets.task import Cancelled, Task, ensure_task
 from blueno.store import Store
-from blueno.workspace import Workspace
+from blueno.workspace import Workspace, check_secret_mode
 
 DEFAULT_KEY = "credentials/gcs.json"
 WORKERS = 8
@@ -127,6 +127,7 @@ def client(workspace: Workspace):  # -> google.cloud.storage.Client
     if setting and not key.is_file():
         raise BluenoError(f"settings.toml names the key {key}, which does not exist. " + _fix(workspace))
     if key.is_file():
+        check_secret_mode(key)
         try:
             credentials = service_account.Credentials.from_service_account_file(
                 str(key), scopes=["https://www.googleapis.com/auth/devstorage.read_write"]
