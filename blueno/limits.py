@@ -212,9 +212,38 @@ def image_problem(path: Path, limits: ImportLimits = DEFAULT) -> str | None:
     return None
 
 
-def checked_text(value: str, what: str) -> str:
-    """A file name taken from a manifest or settings: one plain name, never a path out of its folder."""
-    if (not isinstance(value, str) or not value or value in (".", "..") or "/" in value or "\\" in value
-            or "\x00" in value or value != value.strip() or os.sep in value):
-        raise BluenoError(f"{what} {value!r} is not a plain file name; the manifest was altered or crafted.")
-    return value
+def is_plain_name(value: object) -> bool:
+    """One file name (no folder part, not ``.``/``..``, no NUL): what a label id or an option may be."""
+    return (isinstance(value, str) and bool(value) and value not in (".", "..") and "/" not in value
+            and "\\" not in value and "\x00" not in value and os.sep not in value)
+
+
+FILE_OPTIONS = ("labels", "file")  # manifest options that name a file inside the version folder
+
+
+def manifest_problems(manifest: object, kinds: Iterable[str]) -> list[str]:
+    """What makes a manifest from elsewhere (a bucket) unsafe to load: files named by options that are
+    paths, unknown kinds, dtypes holding objects, shapes that are not sizes."""
+    if not isinstance(manifest, dict):
+        return ["it is not a JSON object"]
+    problems = []
+    if manifest.get("kind") not in set(kinds):
+        problems.append(f"kind {manifest.get('kind')!r} is not one Blueno loads")
+    options = manifest.get("options") or {}
+    if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
+        problems.append("options must map names to text")
+    else:
+        problems += [f"option {key} = {options[key]!r} is not a plain file name" for key in FILE_OPTIONS
+                     if key in options and not is_plain_name(options[key])]
+    shape = manifest.get("sample_shape")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        problems.append(f"sample_shape {shape!r} is not a list of sizes")
+    try:
+        if np.dtype(manifest.get("dtype")).hasobject:
+            problems.append("dtype holds Python objects")
+    except TypeError:
+        problems.append(f"dtype {manifest.get('dtype')!r} is not a numpy dtype")
+    names = manifest.get("class_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        problems.append("class_names must be a list of text")
+    return problems

@@ -430,6 +430,24 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
+# Elasticsearch document versions: a counter in ``meta`` bumped by every transaction that announces new
+# content, read inside the snapshot a sync sends.  It only grows with the database's own commit order,
+# never with the wall clock (a clock stepping back cannot make an older copy win).  The base keeps the
+# versions above the microsecond timestamps that earlier Blueno versions used (about 1.8e15 in 2026).
+DOC_VERSION_KEY = "es_doc_version"
+DOC_VERSION_BASE = 4_000_000_000_000_000
+
+
 def add_outbox(conn: sqlite3.Connection, topic: str, ref: int) -> None:
     """Announce a result for sync; call inside the transaction that writes the result."""
     conn.execute("INSERT INTO outbox (topic, ref, created) VALUES (?, ?, ?)", (topic, ref, now()))
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1", (DOC_VERSION_KEY,)
+    )
+
+
+def doc_version(conn: sqlite3.Connection) -> int:
+    """The document version of what this connection's snapshot sees (monotonic, owned by the database)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (DOC_VERSION_KEY,)).fetchone()
+    return DOC_VERSION_BASE + (int(row[0]) if row else 0)

@@ -21,7 +21,7 @@ import numpy as np
 
 from blueno import BluenoError
 from blueno.datasets.manifest import walk_files
-from blueno.limits import DEFAULT, ImportLimits, array_problem, image_problem, label_counts
+from blueno.limits import DEFAULT, ImportLimits, array_problem, image_problem, is_plain_name, label_counts
 
 KINDS = ("npy_folder", "npz", "image_folder", "csv", "arrays")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -242,6 +242,8 @@ def read_labels(
         sample, label = row[id_index].strip(), row[label_index].strip()
         if not sample:
             problems.append((name, f"line {line} has an empty {id_name!r}"))
+        elif not is_plain_name(sample):
+            problems.append((name, f"line {line}: id {sample!r} is a path, not a file name (without .npy)"))
         elif not label:
             problems.append((name, f"line {line}: id {sample!r} has an empty {label_col!r}"))
         elif sample in seen:
@@ -291,10 +293,21 @@ def _scan_npy_folder(root: Path, label_col: str | None, id_col: str | None) -> S
     )
 
 
+def _checked_labels(root: Path, options: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The labels file of a stored version, refused when it names anything but files of its own folder."""
+    problems: list[tuple[str, str]] = []
+    if not is_plain_name(options.get("labels")):
+        raise BluenoError(f"{root}: the manifest's labels file {options.get('labels')!r} is not a file name")
+    ids, labels, _ = read_labels(root / options["labels"], options["label_col"], options["id_col"], problems)
+    if problems:
+        raise InvalidDataset(str(root), problems)
+    return ids, labels
+
+
 def load_npy_folder(root: Path, manifest: dict[str, Any]) -> Samples:
     """The samples in the order of the labels file, one array per sample stacked."""
     options = manifest["options"]
-    ids, labels, _ = read_labels(root / options["labels"], options["label_col"], options["id_col"], [])
+    ids, labels = _checked_labels(root, options)
     x = np.empty((len(ids), *manifest["sample_shape"]), dtype=manifest["dtype"])
     for i, sample in enumerate(ids):
         x[i] = np.load(root / f"{sample}.npy", allow_pickle=False)
@@ -561,10 +574,7 @@ def iter_batches(kind: str, root: Path, manifest: dict[str, Any], size: int) -> 
     """(x, ids, y) in batches of ``size`` samples; per-sample files are read only when needed."""
     if kind in ("npy_folder", "image_folder"):
         if kind == "npy_folder":
-            options = manifest["options"]
-            ids, labels, _ = read_labels(
-                root / options["labels"], options["label_col"], options["id_col"], []
-            )
+            ids, labels = _checked_labels(root, manifest["options"])
             paths = [root / f"{i}.npy" for i in ids]
         else:
             paths = [root / f["path"] for f in manifest["files"]]

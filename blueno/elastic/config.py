@@ -127,7 +127,7 @@ def load_config(workspace: Workspace, environ: Mapping[str, str] | None = None) 
     if section.get("ca_certs"):
         section["ca_certs"] = str(_resolve(workspace, section["ca_certs"]))
     prefix = str(section.get("index_prefix", EsConfig.index_prefix))
-    if not _INDEX_PREFIX.match(prefix):
+    if not _INDEX_PREFIX.fullmatch(prefix):
         raise BluenoError(
             f"index_prefix {prefix!r} is not a valid Elasticsearch index name start: use lowercase "
             "letters, digits, '.', '_' or '-', beginning with a letter or digit."
@@ -154,12 +154,12 @@ def _split_userinfo(url: str) -> tuple[str, str | None, str | None]:
     username = password = None
     if sep and "@" in rest:
         for at in [i for i, c in enumerate(rest) if c == "@"][::-1]:
-            if _AUTHORITY_TAIL.match(rest[at + 1:]):
+            if _AUTHORITY_TAIL.fullmatch(rest[at + 1:]):
                 userinfo, rest = rest[:at], rest[at + 1:]
                 user, has_password, secret = userinfo.partition(":")
                 username, password = unquote(user), (unquote(secret) if has_password else None)
                 break
-    host_match = _AUTHORITY_TAIL.match(rest) if sep else None
+    host_match = _AUTHORITY_TAIL.fullmatch(rest) if sep else None
     shown = f"{scheme or '?'}://{host_match.group(1) if host_match else '?'}"
     if scheme not in ("http", "https") or host_match is None:
         raise BluenoError(f"Elasticsearch URL {shown}… is not http(s)://[user:password@]host[:port]; set "

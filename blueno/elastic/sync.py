@@ -17,7 +17,7 @@ from elasticsearch.helpers import streaming_bulk
 from blueno import BluenoError
 from blueno.elastic.config import EsConfig, load_config
 from blueno.elastic.documents import RUNS_SQL, metric_document, run_document, workspace_id
-from blueno.store import Store, now
+from blueno.store import Store, doc_version, now
 from blueno.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -213,9 +213,10 @@ class SyncWorker:
         marks = ",".join("?" * len(refs))
         with self.store.snapshot() as conn:
             runs = {row["id"]: dict(row) for row in conn.execute(RUNS_SQL.format(marks=marks), refs)}
-            # The first read fixed the snapshot: a later read of the same run sees newer content
-            # and gets a larger version, so an older resend cannot overwrite it (external_gte).
-            version = time.time_ns() // 1000
+            # The first read fixed the snapshot: a later snapshot that sees newer content sees a larger
+            # counter (bumped with every announced change), so an older resend cannot overwrite it
+            # (external_gte), whatever the wall clock does between the two.
+            version = doc_version(conn)
             points = conn.execute(
                 f"SELECT run_id, key, step, value, time FROM metrics WHERE run_id IN ({marks})"
                 " ORDER BY run_id, key, step",
