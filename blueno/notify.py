@@ -46,6 +46,8 @@ from typing import Any
 
 from blueno import BluenoError
 from blueno.runs import figures, score, top_runs
+from blueno.settings_check import notify_problems as settings_problems
+from blueno.settings_check import url_problem
 from blueno.store import Store, now
 from blueno.workspace import Workspace, check_secret_mode
 
@@ -54,7 +56,6 @@ SECRET_FILE = "notify-webhook-url"  # in credentials/: what Workspace.save_secre
 TIMEOUT_S = 10.0  # per connect / read
 DEADLINE_S = 20.0  # for one whole delivery, retries included
 EXIT_WAIT_S = 5.0  # at most this long, a process that exits waits for its pending deliveries
-BOOLEAN_KEYS = ("on_job_failed", "on_experiment_finished", "enabled")
 log = logging.getLogger(__name__)
 _pending: list[tuple[threading.Thread, float]] = []  # deliveries to wait for at exit, with their deadlines
 
@@ -72,43 +73,6 @@ class NotifyConfig:
     @property
     def enabled(self) -> bool:
         return bool(self.webhook_url)
-
-
-def url_problem(url: object) -> str | None:
-    """Why ``url`` cannot be a webhook URL (only http and https, with a host and a valid port), or None.
-
-    The answer never quotes the URL: it carries the webhook's token.
-    """
-    if not isinstance(url, str) or not url.strip():
-        return "the webhook URL is not a text value"
-    try:
-        parts = urllib.parse.urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
-    except ValueError:
-        return "the webhook URL has an invalid port or address"
-    if parts.scheme not in ("http", "https"):
-        shown = f"{parts.scheme}:" if parts.scheme else "no scheme"
-        return f"the webhook URL must start with https:// (or http://), not {shown}"
-    if not parts.hostname:
-        return "the webhook URL has no host"
-    return None
-
-
-def settings_problems(section: object) -> list[str]:
-    """What is wrong with a ``[notify]`` section (checked when settings are saved and when read)."""
-    if section is None:
-        return []
-    if not isinstance(section, dict):
-        return [f"[notify] must be a table (a [notify] section with webhook_url = ...), not a {type(section).__name__}"]
-    problems = [f"[notify] {key} must be true or false" for key in BOOLEAN_KEYS
-                if key in section and not isinstance(section[key], bool)]
-    if section.get("webhook_url") not in (None, "") and (problem := url_problem(section["webhook_url"])):
-        problems.append(f"[notify] webhook_url: {problem}")
-    if "webhook_url_file" in section:
-        name = section["webhook_url_file"]
-        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
-            problems.append("[notify] webhook_url_file must be a file name inside credentials/")
-    return problems
 
 
 def load_config(workspace: Workspace) -> NotifyConfig:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from blueno import BluenoError
+from blueno.settings_check import settings_problems
 
 ENV_HOME = "BLUENO_HOME"
 SETTINGS_FILE = "settings.toml"
@@ -76,16 +77,6 @@ def holds_secrets(settings: Mapping[str, Any]) -> bool:
         return False
 
     return walk(settings)
-
-
-def settings_problems(settings: Mapping[str, Any]) -> list[str]:
-    """Shape problems of known sections; checked when settings are saved (and by each reader when read)."""
-    from blueno.notify import settings_problems as notify_problems
-
-    problems = [f"[{name}] must be a table, not a {type(settings[name]).__name__}"
-                for name in ("gcs", "elasticsearch", "scheduler") if name in settings
-                and not isinstance(settings[name], dict)]
-    return problems + notify_problems(settings.get("notify"))
 
 
 def _checkout_root() -> Path | None:

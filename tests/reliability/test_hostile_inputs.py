@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 
 from blueno import BluenoError
-from blueno.dataset_kinds import IMAGE_SUFFIXES
+from blueno.datasets.kinds import IMAGE_SUFFIXES
 from blueno.limits import copy_exactly
 from blueno.workspace import Workspace
 

@@ -20,7 +20,7 @@ from test_contention import hold_write_lock
 from test_datasets import write_npy_folder
 
 from blueno import datasets
-from blueno.dataset_import import sweep_scratch
+from blueno.datasets.importing import sweep_scratch
 from blueno.store import Store
 from blueno.workspace import Workspace
 

@@ -16,9 +16,10 @@ import pytest
 from gcs_emulator import gcs_bucket_fixture, gcs_emulator_fixture  # noqa: F401  (fixtures)
 from test_datasets import write_npy_folder
 
-from blueno import BluenoError, datasets, gcs
-from blueno.dataset_kinds import load_npy_folder
-from blueno.dataset_manifest import manifest_hash, short_version
+from blueno import BluenoError, datasets
+from blueno.datasets import remote as gcs
+from blueno.datasets.kinds import load_npy_folder
+from blueno.datasets.manifest import manifest_hash, short_version
 from blueno.grid import GridError, parse_grid
 from blueno.scheduler import Scheduler, Slot
 from blueno.workspace import Workspace
