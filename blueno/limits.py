@@ -218,6 +218,7 @@ def is_plain_name(value: object) -> bool:
             and "\\" not in value and "\x00" not in value and os.sep not in value)
 
 
+MAX_SAMPLE_ELEMENTS = 1 << 31  # one sample of a pulled manifest (a 1290³ volume): beyond is a crafted shape
 FILE_OPTIONS = ("labels", "file")  # manifest options that name a file inside the version folder
 
 
@@ -238,6 +239,10 @@ def manifest_problems(manifest: object, kinds: Iterable[str]) -> list[str]:
     shape = manifest.get("sample_shape")
     if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
         problems.append(f"sample_shape {shape!r} is not a list of sizes")
+    elif math.prod(shape) > MAX_SAMPLE_ELEMENTS:
+        problems.append(f"sample_shape {shape} is larger than any sample Blueno loads")
+    if not isinstance(manifest.get("n_samples"), int) or manifest["n_samples"] < 0:
+        problems.append("n_samples is not a count")
     try:
         if np.dtype(manifest.get("dtype")).hasobject:
             problems.append("dtype holds Python objects")

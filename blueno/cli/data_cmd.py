@@ -29,7 +29,7 @@ def cmd_demo(workspace: Workspace, args: argparse.Namespace) -> int:
 
 
 def cmd_import(workspace: Workspace, args: argparse.Namespace) -> int:
-    from blueno.datasets.importing import import_path, sigterm_as_interrupt
+    from blueno.datasets.importing import import_path
     from blueno.limits import DEFAULT, ImportLimits
 
     limits = ImportLimits(max_ratio=args.max_ratio or DEFAULT.max_ratio, max_files=args.max_files or DEFAULT.max_files,
@@ -39,9 +39,8 @@ def cmd_import(workspace: Workspace, args: argparse.Namespace) -> int:
                           "to name each dataset after its file or folder.")
     store = workspace.open_store()
     for path in args.paths:
-        with sigterm_as_interrupt():  # SIGTERM cleans up like Ctrl-C: nothing half-imported stays
-            result = run_with_progress(import_path, workspace, store, path, name=args.name,
-                                       label_col=args.label_col, id_col=args.id_col, link=args.link, limits=limits)
+        result = run_with_progress(import_path, workspace, store, path, name=args.name,  # (SIGTERM: as Ctrl-C)
+                                   label_col=args.label_col, id_col=args.id_col, link=args.link, limits=limits)
         v = result.version
         verb = "already imported as" if result.existed else "imported as"
         print(f"{path}: {verb} {v.ref} ({v.kind}, {v.n_samples} samples, {v.n_classes} classes)")

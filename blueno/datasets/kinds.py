@@ -82,14 +82,17 @@ def class_indices(labels: Sequence[str] | np.ndarray, class_names: Sequence[str]
     return mapping[inverse.reshape(-1)]
 
 
-def _label_strings(y: np.ndarray) -> list[str] | None:
-    """Array labels as text; None when they are not class labels (floats with fractions, objects)."""
+def _label_strings(y: np.ndarray) -> np.ndarray | None:
+    """Array labels as a numpy text array (vectorised: no Python object per label); None when they are not
+    class labels (floats with fractions, objects)."""
     if y.dtype.kind in "iub":
-        return [str(int(v)) for v in y]
-    if y.dtype.kind in "US":
-        return [v.decode() if isinstance(v, bytes) else str(v) for v in y.tolist()]
+        return y.astype(np.int64).astype(str)
+    if y.dtype.kind == "U":
+        return y
+    if y.dtype.kind == "S":
+        return np.char.decode(y, "utf-8")
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-        return [str(int(v)) for v in y]
+        return y.astype(np.int64).astype(str)
     return None
 
 
@@ -396,7 +399,8 @@ def load_npz(root: Path, manifest: dict[str, Any]) -> Samples:
     options = manifest["options"]
     with np.load(root / options["file"], allow_pickle=False) as data:
         x = data[options["x"]]
-        labels = _label_strings(data[options["y"]]) or []
+        labels = _label_strings(data[options["y"]])
+        labels = np.array([], dtype=str) if labels is None else labels
         ids = [str(i) for i in data["ids"]] if "ids" in data else [str(i) for i in range(len(labels))]
     return x, ids, class_indices(labels, manifest["class_names"])
 
