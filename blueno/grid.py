@@ -40,6 +40,7 @@ MAX_CONFIGS = 100_000
 DEFAULT_MAX_FAILURES = 3
 # Attempts per wanted sample before random search settles for fewer unique configurations.
 _DRAWS_PER_SAMPLE = 20
+_STALE_DRAWS = 1000  # ...or after this many draws in a row (at least as many as found) brought nothing new
 
 TOP_LEVEL_KEYS = (
     "name", "description", "dataset", "max_failures", "priority",
@@ -173,6 +174,7 @@ class Grid:
     model_params: dict[str, dict[str, ParamSpec]]  # [models.NAME]: that model only
     preprocessing: tuple[Chain, ...]  # the axis of transform chains
     configs: list[JobConfig] = field(repr=False)
+    notes: tuple[str, ...] = ()  # what the user should know about the expansion (fewer draws than asked)
 
     @property
     def count(self) -> int:
@@ -310,14 +312,20 @@ class _Parser:
         self.check_shared(shared, list(chosen))
         chains = self.chains(doc.get("preprocessing"))
         axes = {model: self.axes(self.zoo[model], shared, own[model]) for model in chosen}
+        notes: tuple[str, ...] = ()
         if search.mode == "grid":
             configs = self.expand(axes, chains, dataset, split)
         else:
             configs = self.sample(axes, chains, dataset, split, search)
+            if search.samples is not None and len(configs) < search.samples:
+                notes = (f"random search: {search.samples:,} samples give {len(configs):,} distinct "
+                         "configurations (draws are rounded to 4 significant digits, randint to whole numbers, "
+                         "lists are finite; repeats are dropped). Widen the ranges or ask for fewer samples.",)
         return Grid(
             name=name, path=self.path, source=self.source, text=self.text, description=description,
             dataset=dataset, max_failures=max_failures, priority=priority, split=split, search=search,
             models=tuple(chosen), params=shared, model_params=own, preprocessing=chains, configs=configs,
+            notes=notes,
         )
 
     # -- top-level values ---------------------------------------------------------------------
@@ -335,7 +343,7 @@ class _Parser:
             self.fail("dataset", "the grid names no dataset",
                       'add dataset = "digits" (or "name@version"); `blueno data ls` lists them')
         value = doc["dataset"]
-        if not isinstance(value, str) or not _DATASET_REF.match(value):
+        if not isinstance(value, str) or not _DATASET_REF.fullmatch(value):
             self.fail("dataset", f"{_show(value)} is not a dataset reference",
                       'write a name of letters, digits, ".", "_" and "-", optionally @version, in quotes: '
                       'dataset = "digits"')
@@ -625,13 +633,24 @@ class _Parser:
         rng = random.Random(search.seed)
         models = list(axes)
         bases = {model: _defaults(self.zoo[model]) for model in models}
-        configs: dict[str, JobConfig] = {}
+        configs: dict[Any, JobConfig] = {}
+        stale = 0  # draws in a row that found nothing new: the rounded space is exhausted long before the cap
         for _ in range(search.samples * _DRAWS_PER_SAMPLE):
             model = rng.choice(models)
-            chain = rng.choice(chains)
+            chain_index = rng.choice(range(len(chains)))  # the same draw as rng.choice(chains)
             drawn = {name: axis.draw(rng) for name, axis in axes[model].items()}
-            config = JobConfig(model, bases[model] | drawn, dataset, chain, split)
-            configs.setdefault(dumps(config.to_json()), config)
+            key: Any = (model, chain_index, tuple(drawn.items()))
+            try:
+                hash(key)
+            except TypeError:  # a list value: fall back to the canonical JSON
+                key = dumps([model, chain_index, drawn])
+            if key in configs:
+                stale += 1
+                if stale > max(_STALE_DRAWS, len(configs)):
+                    break
+                continue
+            stale = 0
+            configs[key] = JobConfig(model, bases[model] | drawn, dataset, chains[chain_index], split)
             if len(configs) == wanted:
                 break
         return list(configs.values())

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from blueno import BluenoError, metrics
+from blueno import BluenoError, metrics, resource
 from blueno.evaluation import HEADLINE, png
 from blueno.runs import (
     figures,
@@ -34,7 +34,7 @@ from blueno.store import Store
 from blueno.svg_charts import PALETTE, Line, bar, heatmap, line_chart
 from blueno.workspace import Workspace
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "resources" / "report" / "report.css"
+TEMPLATE = resource("report", "report.css")
 GALLERY = 24  # thumbnails per gallery
 
 

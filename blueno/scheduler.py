@@ -407,7 +407,7 @@ class Scheduler:
         self.trainer_command = (
             [str(Path(part).resolve()) if not os.path.isabs(part) and os.path.exists(part) else part
              for part in command]
-            if command else [sys.executable, "-m", "blueno.trainer"]
+            if command else [sys.executable, "-P", "-m", "blueno.trainer"]  # -P: safe path
         )
         self.grace = grace
         self.heartbeat_interval = heartbeat

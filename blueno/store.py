@@ -18,6 +18,8 @@ same SQLite file through :class:`Store`.  The rules:
 from __future__ import annotations
 
 import json
+import logging
+import os
 import random
 import sqlite3
 import threading
@@ -29,8 +31,11 @@ from typing import Any
 
 from blueno import BluenoError
 
-BUSY_TIMEOUT_S = 5.0
+BUSY_TIMEOUT_S = 0.5  # one wait inside SQLite's C code, where Ctrl-C cannot act: keep it short
 LOCK_WAIT_S = 600.0
+WAIT_NOTICE_S = 3.0  # say what is being waited for after this long
+WAL_WRITE_LOCK_OFFSET = 120  # the byte of ``-shm`` that SQLite's WAL writer locks (UNIX_SHM_BASE)
+log = logging.getLogger(__name__)
 
 # Named, ordered, forward-only migrations (the sqlite-utils ``migrations`` idea).
 # ``PRAGMA user_version`` holds how many have been applied; ``_migrations``
@@ -202,6 +207,28 @@ def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def lock_holder(db_path: Path) -> str | None:
+    """"process PID (its command line)" holding the database's write lock, from /proc/locks (Linux)."""
+    try:
+        inode = os.stat(f"{db_path}-shm").st_ino
+        locks = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in locks:
+        parts = line.split()
+        if len(parts) < 8 or "WRITE" not in parts or parts[-2] != str(WAL_WRITE_LOCK_OFFSET):
+            continue
+        if parts[-3].rsplit(":", 1)[-1] != str(inode):
+            continue
+        pid = parts[-4]
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            command = ""
+        return f"process {pid}" + (f" ({command.strip()[:120]})" if command.strip() else "")
+    return None
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -271,15 +298,33 @@ class Store:
         self.close()
 
     def _retry(self, op):
-        """Run ``op`` again while another process holds the lock, up to ``lock_wait``."""
-        deadline = time.monotonic() + self.lock_wait
+        """Run ``op`` again while another process holds the lock, up to ``lock_wait``.
+
+        After a few seconds it says (as a logged warning) which process holds
+        the lock; when ``lock_wait`` runs out it ends in a BluenoError, not a
+        traceback.  The waits are short sleeps here in Python, so Ctrl-C acts at once.
+        """
+        started = time.monotonic()
+        deadline = started + self.lock_wait
         delay = 0.01
+        noticed = False
         while True:
             try:
                 return op()
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
+                if not _is_busy(exc):
                     raise
+                if time.monotonic() > deadline:
+                    raise BluenoError(
+                        f"the workspace database {self.path} stayed locked for {self.lock_wait:.0f} s by "
+                        f"{lock_holder(self.path) or 'another process'}; nothing was changed. Wait for it to "
+                        "finish (or stop it), then try again."
+                    ) from None
+            if not noticed and time.monotonic() - started > WAIT_NOTICE_S:
+                noticed = True
+                log.warning("waiting for the workspace database %s: %s holds its write lock (giving up after "
+                            "%.0f s; Ctrl-C stops now)", self.path, lock_holder(self.path) or "another process",
+                            self.lock_wait)
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.5)
 
@@ -385,6 +430,24 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
+# Elasticsearch document versions: a counter in ``meta`` bumped by every transaction that announces new
+# content, read inside the snapshot a sync sends.  It only grows with the database's own commit order,
+# never with the wall clock (a clock stepping back cannot make an older copy win).  The base keeps the
+# versions above the microsecond timestamps that earlier Blueno versions used (about 1.8e15 in 2026).
+DOC_VERSION_KEY = "es_doc_version"
+DOC_VERSION_BASE = 4_000_000_000_000_000
+
+
 def add_outbox(conn: sqlite3.Connection, topic: str, ref: int) -> None:
     """Announce a result for sync; call inside the transaction that writes the result."""
     conn.execute("INSERT INTO outbox (topic, ref, created) VALUES (?, ?, ?)", (topic, ref, now()))
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1", (DOC_VERSION_KEY,)
+    )
+
+
+def doc_version(conn: sqlite3.Connection) -> int:
+    """The document version of what this connection's snapshot sees (monotonic, owned by the database)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (DOC_VERSION_KEY,)).fetchone()
+    return DOC_VERSION_BASE + (int(row[0]) if row else 0)

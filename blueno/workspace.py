@@ -7,7 +7,10 @@ per-user data folder.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import stat
 import subprocess
 import tomllib
 from collections.abc import Mapping
@@ -16,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from blueno import BluenoError
+from blueno.settings_check import settings_problems
 
 ENV_HOME = "BLUENO_HOME"
 SETTINGS_FILE = "settings.toml"
+SECRET_KEY = re.compile(r"(password|secret|token|api_key|webhook)", re.IGNORECASE)
+log = logging.getLogger(__name__)
+_warned: set[tuple[str, int]] = set()  # (path, mode) already warned about in this process
 
 # Filesystems on which SQLite's WAL mode (shared memory between processes)
 # does not work reliably.  Blueno refuses them instead of corrupting a queue.
@@ -43,6 +50,33 @@ NETWORK_FILESYSTEMS = frozenset(
         "fuse.rclone",
     }
 )
+
+
+def check_secret_mode(path: Path) -> None:
+    """Warn (once per read) when a secret file can be read by other users, with the fix."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return
+    if mode & 0o077 and (str(path), mode) not in _warned:
+        _warned.add((str(path), mode))
+        log.warning("%s holds a secret but other users may read it (mode %o); run: chmod 600 %s",
+                    path, mode, path)
+
+
+def holds_secrets(settings: Mapping[str, Any]) -> bool:
+    """Whether the settings hold a password, token or a URL with credentials (then the file is 0600)."""
+    def walk(value: Any, key: str = "") -> bool:
+        if isinstance(value, Mapping):
+            return any(walk(v, str(k)) for k, v in value.items())
+        if isinstance(value, list | tuple):
+            return any(walk(v, key) for v in value)
+        if isinstance(value, str) and value:
+            return bool(SECRET_KEY.search(key) and not key.endswith("_file")) or bool(
+                re.search(r"://[^/@\s]*:[^@\s]*@", value))
+        return False
+
+    return walk(settings)
 
 
 def _checkout_root() -> Path | None:
@@ -164,9 +198,17 @@ class Workspace:
                 "does not work there. Put the workspace on a local disk (--home DIR); "
                 "datasets can still live on the network and be imported with --link."
             )
-        for folder in (self.data_dir, self.models_dir, self.logs_dir, self.credentials_dir):
+        for folder in (self.data_dir, self.models_dir, self.logs_dir):
             folder.mkdir(exist_ok=True)
+        self._credentials_folder()
         return self
+
+    def _credentials_folder(self) -> Path:
+        """``credentials/``, created (or tightened to) mode 0700: only its owner may list or enter it."""
+        self.credentials_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if stat.S_IMODE(self.credentials_dir.stat().st_mode) & 0o077:
+            os.chmod(self.credentials_dir, 0o700)
+        return self.credentials_dir
 
     def settings(self) -> dict[str, Any]:
         """The settings file as a dict (empty when there is none)."""
@@ -175,9 +217,12 @@ class Workspace:
         except FileNotFoundError:
             return {}
         try:
-            return tomllib.loads(text)
+            settings = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise BluenoError(f"{self.settings_path}: {exc}. Fix the TOML syntax there.") from None
+        if holds_secrets(settings):
+            check_secret_mode(self.settings_path)
+        return settings
 
     def save_settings(self, changes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         """Merge ``changes`` (section → key → value; "" or None removes the key) into the settings file.
@@ -196,17 +241,23 @@ class Workspace:
                     table[key] = value
             if not table:
                 merged.pop(section)
+        problems = settings_problems(merged)
+        if problems:
+            raise BluenoError(f"settings not saved: {'; '.join(problems)}.")
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.settings_path.with_suffix(".tmp")
-        tmp.write_text(write_toml(merged), encoding="utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(write_toml(merged))
+        os.chmod(tmp, 0o600 if holds_secrets(merged) else 0o644)  # URLs with passwords, tokens: owner only
         os.replace(tmp, self.settings_path)
         return merged
 
     def save_secret(self, name: str, value: str) -> Path:
-        """Write a secret to ``credentials/NAME``, readable by its owner only."""
-        self.credentials_dir.mkdir(parents=True, exist_ok=True)
-        path = self.credentials_dir / name
+        """Write a secret to ``credentials/NAME``, readable by its owner only (0600, also when it existed)."""
+        path = self._credentials_folder() / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: set it
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(value.strip() + "\n")
         return path

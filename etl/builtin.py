@@ -15,6 +15,9 @@ import numpy as np
 
 from etl.registry import TransformError, transform
 
+MAX_RESIZE_SIDE = 16384  # pixels per side of a resized sample
+MAX_RESIZE_BATCH_BYTES = 2 << 30  # float32 output of one batch: a typo (width=100000) must not eat the RAM
+
 
 def _channel_axes(batch: np.ndarray, per_channel: bool) -> tuple[int, ...]:
     """Axes reduced for statistics: all but the last (channels) when per channel on (h, w, c) samples."""
@@ -81,6 +84,12 @@ def resize(batch: np.ndarray, *, height: int, width: int, order: int = 1) -> np.
     h, w = _spatial(batch, "resize")
     if height < 1 or width < 1 or not 0 <= order <= 5:
         raise TransformError("resize: height and width must be >= 1 and order between 0 and 5")
+    if max(height, width) > MAX_RESIZE_SIDE:
+        raise TransformError(f"resize: {height}x{width} is larger than {MAX_RESIZE_SIDE} pixels per side")
+    per_sample = height * width * int(np.prod(batch.shape[3:], dtype=np.int64)) * 4
+    if per_sample * len(batch) > MAX_RESIZE_BATCH_BYTES:
+        raise TransformError(f"resize: {height}x{width} makes {per_sample * len(batch) / 2**30:.1f} GiB per batch of "
+                             f"{len(batch)} samples, more than {MAX_RESIZE_BATCH_BYTES / 2**30:.0f} GiB; resize less")
     factors = [1.0, height / h, width / w] + [1.0] * (batch.ndim - 3)
     out = ndimage.zoom(batch.astype(np.float32), factors, order=order, grid_mode=True, mode="nearest")
     return out[:, :height, :width]

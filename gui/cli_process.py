@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli_arguments(workspace: Workspace, args: list[str]) -> list[str]:
     """The interpreter's arguments for ``blueno --home ROOT ARGS…``."""
-    return ["-m", "blueno", "--home", str(workspace.root), *args]
+    return ["-P", "-m", "blueno", "--home", str(workspace.root), *args]  # -P: the workspace (cwd) is not on sys.path
 
 
 class CliProcess(QObject):

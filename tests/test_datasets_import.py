@@ -181,7 +181,7 @@ def test_that_broken_npz_files_are_refused(workspace, store, tmp_path, unchanged
     with pytest.raises(BluenoError, match=r"needs arrays named x and y \(found: images, y\)"):
         import_path(workspace, store, tmp_path / "wrong.npz")
     np.savez(tmp_path / "short.npz", x=np.zeros((3, 2)), y=np.array([0, 1]))
-    with pytest.raises(BluenoError, match="y has 2 labels but x has shape"):
+    with pytest.raises(BluenoError, match="short.npz:y: has 2 labels but there are 3 samples"):
         import_path(workspace, store, tmp_path / "short.npz")
     (tmp_path / "junk.npz").write_bytes(b"PK not really")
     with pytest.raises(BluenoError, match="junk.npz: is not a readable .npz file"):

@@ -510,3 +510,23 @@ def test_that_no_credential_reaches_logs_the_database_or_documents(
     for place, data in places.items():  # ... and is nowhere else
         assert secret.encode() not in data, place
         assert secret[::-1].encode() not in data, place
+
+
+@pytest.mark.parametrize("step_s", [-3600.0, 0.0, 3600.0])
+def test_that_a_runs_second_sync_wins_whatever_the_clock_says(
+    workspace: Workspace, store: Store, server: EsTestServer, monkeypatch: pytest.MonkeyPatch, step_s: float
+) -> None:
+    """Document versions come from a counter the database owns: a clock stepped back between two syncs
+    of one run (or forward, or not at all) never keeps the older copy."""
+    import time as clock
+
+    (run,) = add_runs(store, 1)
+    SyncWorker(workspace, store, fast_config(server.url)).drain()
+    real_ns = clock.time_ns
+    monkeypatch.setattr(clock, "time_ns", lambda: real_ns() + int(step_s * 1e9))
+    with store.write() as conn:
+        conn.execute("UPDATE runs SET epochs_done = 99 WHERE id = ?", (run,))
+        add_outbox(conn, "run", run)
+    SyncWorker(workspace, store, fast_config(server.url)).drain()
+    (doc,) = server.docs("blueno-runs*").values()
+    assert doc["epochs_done"] == 99

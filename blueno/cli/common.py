@@ -64,9 +64,12 @@ class TerminalProgress:
 
 def run_with_progress(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a long library function with a terminal progress bar (Ctrl-C: it undoes unfinished work)."""
+    from blueno.datasets.importing import sigterm_as_interrupt
+
     bar = TerminalProgress()
     task = Task(bar)
     try:
-        return fn(*args, task=task, **kwargs)
+        with sigterm_as_interrupt():  # SIGTERM undoes unfinished work like Ctrl-C
+            return fn(*args, task=task, **kwargs)
     finally:
         bar.done()

@@ -30,14 +30,17 @@ def cmd_demo(workspace: Workspace, args: argparse.Namespace) -> int:
 
 def cmd_import(workspace: Workspace, args: argparse.Namespace) -> int:
     from blueno.datasets.importing import import_path
+    from blueno.limits import DEFAULT, ImportLimits
 
+    limits = ImportLimits(max_ratio=args.max_ratio or DEFAULT.max_ratio, max_files=args.max_files or DEFAULT.max_files,
+                          max_pixels=args.max_pixels or DEFAULT.max_pixels)
     if args.name and len(args.paths) > 1:
         raise BluenoError("--name names one dataset: import one PATH at a time with --name, or omit it "
                           "to name each dataset after its file or folder.")
     store = workspace.open_store()
     for path in args.paths:
-        result = run_with_progress(import_path, workspace, store, path, name=args.name, label_col=args.label_col,
-                      id_col=args.id_col, link=args.link)
+        result = run_with_progress(import_path, workspace, store, path, name=args.name,  # (SIGTERM: as Ctrl-C)
+                                   label_col=args.label_col, id_col=args.id_col, link=args.link, limits=limits)
         v = result.version
         verb = "already imported as" if result.existed else "imported as"
         print(f"{path}: {verb} {v.ref} ({v.kind}, {v.n_samples} samples, {v.n_classes} classes)")
@@ -155,6 +158,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--label-col", metavar="COL", help="label column of labels.csv or of a CSV table")
     p.add_argument("--id-col", metavar="COL", help="id column (default: 'id', else the first column)")
     p.add_argument("--link", action="store_true", help="reference the files in place instead of copying")
+    p.add_argument("--max-ratio", type=float, metavar="R",
+                   help="how many times its own size an archive may expand to (default 100)")
+    p.add_argument("--max-files", type=int, metavar="N", help="most files in one dataset (default 1,000,000)")
+    p.add_argument("--max-pixels", type=int, metavar="N", help="most pixels in one image (default 50,000,000)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("ls", help="list dataset versions, newest first")

@@ -46,6 +46,8 @@ def dataset_ref(workspace: Workspace, dataset: str) -> str | None:
 def cmd_validate(workspace: Workspace, args: argparse.Namespace) -> int:
     grid = load_grid(args.file, workspace=workspace)
     print(f"{args.file}: valid; {_summary(grid)}")
+    for note in grid.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -64,6 +66,8 @@ def cmd_show(workspace: Workspace, args: argparse.Namespace) -> int:
         })
         return 0
     print(f"{grid.name} ({args.file}): {_summary(grid)}")
+    for note in grid.notes:
+        print(f"note: {note}")
     if grid.description:
         print(grid.description)
     if ref is None:

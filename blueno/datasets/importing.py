@@ -8,10 +8,15 @@ cancel removes the scratch folder; the source is only ever read.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import tarfile
+import threading
 import uuid
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,8 +47,20 @@ from blueno.datasets.registry import (
     write_stamp,
 )
 from blueno.datasets.task import Task, ensure_task
+from blueno.limits import (
+    DEFAULT,
+    ImportLimits,
+    check_expansion,
+    check_file_count,
+    check_free_space,
+    check_source,
+    copy_exactly,
+    special_files,
+)
 from blueno.store import Store
 from blueno.workspace import Workspace
+
+SCRATCH_PREFIX = ".tmp-"
 
 
 @dataclass
@@ -53,11 +70,50 @@ class ImportResult:
     ignored: list[str] = field(default_factory=list)  # files in the source that are not part of the dataset
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_scratch(workspace: Workspace) -> list[str]:
+    """Remove the scratch folders (``data/.tmp-*``) of processes that died (SIGKILL, power loss).
+
+    A scratch folder's name carries its creator's pid; one whose process is
+    alive is another import under way and is left alone.  Returns what was removed.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(workspace.data_dir))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(SCRATCH_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        parts = entry.name.split("-")
+        pid = int(parts[2]) if len(parts) >= 4 and parts[2].isdigit() else None
+        if pid is not None and pid != os.getpid() and _pid_alive(pid):
+            continue
+        if pid == os.getpid():
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.name)
+    return removed
+
+
 @contextmanager
 def scratch_folder(workspace: Workspace, purpose: str) -> Iterator[Path]:
-    """A fresh folder in ``data/`` (same filesystem, so publishing is a rename), always removed after."""
+    """A fresh folder in ``data/`` (same filesystem, so publishing is a rename), always removed after.
+
+    Stale scratch folders of dead processes are swept first.
+    """
     workspace.ensure()
-    folder = workspace.data_dir / f".tmp-{purpose}-{uuid.uuid4().hex[:12]}"
+    sweep_scratch(workspace)
+    folder = workspace.data_dir / f"{SCRATCH_PREFIX}{purpose}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     folder.mkdir()
     try:
         yield folder
@@ -65,23 +121,46 @@ def scratch_folder(workspace: Workspace, purpose: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def publish(staged: Path, target: Path, manifest: dict[str, Any]) -> None:
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt, so the same cleanup runs as for Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def publish(staged: Path, target: Path, manifest: dict[str, Any]) -> bool:
     """Move a finished version folder into place with one rename (writing its manifest first).
 
-    A folder already there that matches the manifest is kept: another process
-    published the same version first.  One that does not match is replaced.
+    Returns True when this call put ``staged`` there.  A folder already there
+    that matches the manifest is kept (another process published the same
+    version first); one that does not match is moved aside and replaced.
     """
     write_manifest(staged, manifest)
     if target.exists():
         if verify_files(target, manifest["files"], "", extra=any_file).ok:
-            return
-        shutil.rmtree(target)
+            return False
+        aside = staged.parent / "replaced"
+        with contextlib.suppress(OSError):
+            target.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         staged.rename(target)
     except OSError:
         if not verify_files(target, manifest["files"], "", extra=any_file).ok:
             raise
+        return False
+    return True
 
 
 def default_name(path: Path) -> str:
@@ -115,34 +194,45 @@ def import_path(
     task: Task | None = None,
     source: str | None = None,
     move: bool = False,
+    limits: ImportLimits = DEFAULT,
 ) -> ImportResult:
     """Import one folder, file or archive as a dataset version (see the module docstring).
 
     ``move`` is for folders Blueno itself wrote in ``data/`` (the demo): they are
-    hashed in place and renamed instead of copied.
+    hashed in place and renamed instead of copied.  ``limits`` bound what a
+    hostile source can cost (:mod:`blueno.limits`); they are checked on headers first.
     """
     task = ensure_task(task)
     path = Path(path).expanduser().absolute()
     name = check_name(name or default_name(path))
+    check_source(path)
     kind = detect_kind(path)
     with scratch_folder(workspace, "import") as scratch:
         root = path
         if kind == "archive":
             if link:
                 raise BluenoError(f"{path} is an archive: it has to be extracted, so it cannot be --link'ed.")
-            root = extract_archive(path, scratch / "extracted", task)
+            root = extract_archive(path, scratch / "extracted", task, limits)
         try:
-            kind = detect_kind(root) if root != path else kind
-            if kind == "archive":
+            every = walk_files(root) if root.is_dir() else []
+            nested = root != path and every and all(f.lower().endswith(ARCHIVE_SUFFIXES) for f in every)
+            kind = detect_kind(root) if root != path and not nested else kind
+            if kind == "archive" or nested:
                 raise BluenoError(f"{path} holds only another archive; extract it and import the inner one.")
-            found = scan(root, kind, label_col=label_col, id_col=id_col)
+            if root.is_dir():
+                check_file_count(path, len(every), limits)
+                if special := special_files(root, every):
+                    raise InvalidDataset(str(path), special)
+            found = scan(root, kind, label_col=label_col, id_col=id_col, limits=limits)
         except InvalidDataset as exc:
             raise InvalidDataset(str(path), exc.problems) from None
         except BluenoError as exc:  # name the archive, not the scratch folder it was extracted to
             raise BluenoError(str(exc).replace(str(root), str(path))) from None
         in_place = link or (move and found.root == path and not found.ignored)
-        task.start("hashing" if in_place else "copying", len(found.files),
-                   sum((found.root / f).stat().st_size for f in found.files))
+        total = sum((found.root / f).stat().st_size for f in found.files)
+        if not in_place:
+            check_free_space(workspace.data_dir, total, path, limits)
+        task.start("hashing" if in_place else "copying", len(found.files), total)
         entries = []
         staged = found.root if in_place else scratch / "version"
         for relpath in found.files:
@@ -160,19 +250,37 @@ def import_path(
         if existing is not None and (existing.linked or verify(workspace, existing).ok):
             return ImportResult(existing, existed=True, ignored=found.ignored)
         target = found.root if link else version_folder(workspace, name, version)
-        if not link:
-            publish(staged, target, manifest)
+        created = publish(staged, target, manifest) if not link else False
         try:
             imported = insert_version(
                 store, workspace, name=name, version=version, full_hash=full_hash, manifest=manifest,
                 path=target, linked=link, source=source or str(path),
             )
         except BaseException:
-            if not link and existing is None:
-                shutil.rmtree(target, ignore_errors=True)
+            if created:
+                _unpublish(store, workspace, name, version, target, scratch)
             raise
+        if not link and not created and not target.exists():  # the process that published it took it back
+            publish(staged, target, manifest)
         write_stamp(workspace, imported)
         return ImportResult(imported, existed=existing is not None, ignored=found.ignored)
+
+
+def _unpublish(store: Store, workspace: Workspace, name: str, version: str, target: Path, scratch: Path) -> None:
+    """Take back a folder this process published when its row could not be written.
+
+    Only a folder this process renamed into place, and only while no row names
+    it: another import of the same data may have recorded it in the meantime.
+    """
+    try:
+        if find(store, workspace, name, version) is not None:
+            return
+    except Exception:  # noqa: BLE001 - the database is what failed: keep the folder, a later import reuses it
+        return
+    with contextlib.suppress(OSError):
+        target.rename(scratch / "unpublished")  # the scratch folder's removal deletes it
+    with contextlib.suppress(OSError):
+        target.parent.rmdir()
 
 
 # -- archives ---------------------------------------------------------------------------
@@ -189,8 +297,13 @@ def safe_member_path(archive: Path, name: str) -> PurePosixPath:
     return member
 
 
-def extract_archive(archive: Path, into: Path, task: Task) -> Path:
-    """Extract a .zip or .tar(.gz) after checking every member; returns the dataset's root folder."""
+def extract_archive(archive: Path, into: Path, task: Task, limits: ImportLimits = DEFAULT) -> Path:
+    """Extract a .zip or .tar(.gz) after checking every member; returns the dataset's root folder.
+
+    Every member's path and type, their count and their declared sizes (against
+    the ratio limit and free space) are checked before the first byte is
+    written, and no member is written past its declared size.
+    """
     into.mkdir(parents=True)
     lower = archive.name.lower()
     try:
@@ -203,23 +316,18 @@ def extract_archive(archive: Path, into: Path, task: Task) -> Path:
                         raise BluenoError(
                             f"{archive} was not imported: member {info.filename!r} is a symlink."
                         )
-                task.start("extracting", len(infos), sum(i.file_size for i in infos))
+                declared = sum(i.file_size for i in infos)
+                check_expansion(archive, declared, len(infos), into, limits)
+                task.start("extracting", len(infos), declared)
                 for info in infos:
                     target = into / safe_member_path(archive, info.filename)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
+                    with zf.open(info) as src:
+                        copy_exactly(src, target, info.file_size, archive, info.filename)
                     task.advance(files=1, nbytes=info.file_size, current=info.filename)
         else:
             with tarfile.open(archive) as tf:
-                members = tf.getmembers()
-                for member in members:
-                    safe_member_path(archive, member.name)
-                    if not (member.isfile() or member.isdir()):
-                        raise BluenoError(
-                            f"{archive} was not imported: member {member.name!r} is a link or device, "
-                            "which a dataset archive should not contain."
-                        )
+                members = _tar_members(archive, tf, into, limits)
                 files = [m for m in members if m.isfile()]
                 task.start("extracting", len(files), sum(m.size for m in files))
                 for member in files:
@@ -227,12 +335,36 @@ def extract_archive(archive: Path, into: Path, task: Task) -> Path:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     src = tf.extractfile(member)
                     assert src is not None
-                    with src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
+                    with src:
+                        copy_exactly(src, target, member.size, archive, member.name)
                     task.advance(files=1, nbytes=member.size, current=member.name)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error, NotImplementedError) as exc:
         raise BluenoError(f"{archive} is not a readable archive: {exc}") from None
     if not walk_files(into):
         raise BluenoError(f"{archive} is an empty archive: there is nothing to import.")
     entries = [p for p in into.iterdir() if not p.name.startswith(".")]
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else into
+
+
+def _tar_members(archive: Path, tf: tarfile.TarFile, into: Path, limits: ImportLimits) -> list[tarfile.TarInfo]:
+    """The members, read one header at a time so that a bomb is refused at the header that crosses a limit.
+
+    (``getmembers`` would first decompress the whole stream to list them.)
+    """
+    members: list[tarfile.TarInfo] = []
+    declared = 0
+    room = shutil.disk_usage(into).free - limits.free_margin
+    while (member := tf.next()) is not None:
+        safe_member_path(archive, member.name)
+        if not (member.isfile() or member.isdir()):
+            raise BluenoError(
+                f"{archive} was not imported: member {member.name!r} is a link or device, "
+                "which a dataset archive should not contain."
+            )
+        members.append(member)
+        declared += member.size if member.isfile() else 0
+        if (len(members) > limits.max_files or declared > room
+                or declared > limits.max_ratio * max(archive.stat().st_size, 1)):
+            check_expansion(archive, declared, len(members), into, limits)  # raises, naming the limit
+    check_expansion(archive, declared, len(members), into, limits)
+    return members

@@ -21,6 +21,7 @@ import numpy as np
 
 from blueno import BluenoError
 from blueno.datasets.manifest import walk_files
+from blueno.limits import DEFAULT, ImportLimits, array_problem, image_problem, is_plain_name, label_counts
 
 KINDS = ("npy_folder", "npz", "image_folder", "csv", "arrays")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -81,14 +82,17 @@ def class_indices(labels: Sequence[str] | np.ndarray, class_names: Sequence[str]
     return mapping[inverse.reshape(-1)]
 
 
-def _label_strings(y: np.ndarray) -> list[str] | None:
-    """Array labels as text; None when they are not class labels (floats with fractions, objects)."""
+def _label_strings(y: np.ndarray) -> np.ndarray | None:
+    """Array labels as a numpy text array (vectorised: no Python object per label); None when they are not
+    class labels (floats with fractions, objects)."""
     if y.dtype.kind in "iub":
-        return [str(int(v)) for v in y]
-    if y.dtype.kind in "US":
-        return [v.decode() if isinstance(v, bytes) else str(v) for v in y.tolist()]
+        return y.astype(np.int64).astype(str)
+    if y.dtype.kind == "U":
+        return y
+    if y.dtype.kind == "S":
+        return np.char.decode(y, "utf-8")
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-        return [str(int(v)) for v in y]
+        return y.astype(np.int64).astype(str)
     return None
 
 
@@ -144,16 +148,19 @@ def belongs(kind: str, relpath: str) -> bool:
     return False
 
 
-def scan(path: Path, kind: str, *, label_col: str | None = None, id_col: str | None = None) -> Scan:
+def scan(
+    path: Path, kind: str, *, label_col: str | None = None, id_col: str | None = None,
+    limits: ImportLimits = DEFAULT,
+) -> Scan:
     """Validate the dataset at ``path`` as ``kind``; raise :class:`InvalidDataset` listing every problem."""
     if path.is_dir() and kind in ("npz", "csv"):
         path = path / walk_files(path)[0]
     if kind == "npy_folder":
         return _scan_npy_folder(path, label_col, id_col)
     if kind == "npz":
-        return _scan_npz(path)
+        return _scan_npz(path, limits)
     if kind == "image_folder":
-        return _scan_image_folder(path)
+        return _scan_image_folder(path, limits)
     if kind == "csv":
         return _scan_csv(path, label_col, id_col)
     raise BluenoError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
@@ -238,6 +245,8 @@ def read_labels(
         sample, label = row[id_index].strip(), row[label_index].strip()
         if not sample:
             problems.append((name, f"line {line} has an empty {id_name!r}"))
+        elif not is_plain_name(sample):
+            problems.append((name, f"line {line}: id {sample!r} is a path, not a file name (without .npy)"))
         elif not label:
             problems.append((name, f"line {line}: id {sample!r} has an empty {label_col!r}"))
         elif sample in seen:
@@ -287,10 +296,21 @@ def _scan_npy_folder(root: Path, label_col: str | None, id_col: str | None) -> S
     )
 
 
+def _checked_labels(root: Path, options: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The labels file of a stored version, refused when it names anything but files of its own folder."""
+    problems: list[tuple[str, str]] = []
+    if not is_plain_name(options.get("labels")):
+        raise BluenoError(f"{root}: the manifest's labels file {options.get('labels')!r} is not a file name")
+    ids, labels, _ = read_labels(root / options["labels"], options["label_col"], options["id_col"], problems)
+    if problems:
+        raise InvalidDataset(str(root), problems)
+    return ids, labels
+
+
 def load_npy_folder(root: Path, manifest: dict[str, Any]) -> Samples:
     """The samples in the order of the labels file, one array per sample stacked."""
     options = manifest["options"]
-    ids, labels, _ = read_labels(root / options["labels"], options["label_col"], options["id_col"], [])
+    ids, labels = _checked_labels(root, options)
     x = np.empty((len(ids), *manifest["sample_shape"]), dtype=manifest["dtype"])
     for i, sample in enumerate(ids):
         x[i] = np.load(root / f"{sample}.npy", allow_pickle=False)
@@ -305,7 +325,8 @@ def _npz_keys(names: Iterable[str]) -> dict[str, str]:
     return keys
 
 
-def _scan_npz(path: Path) -> Scan:
+def _scan_npz(path: Path, limits: ImportLimits = DEFAULT) -> Scan:
+    """Headers first: ``x``, ``y`` and ``ids`` are checked for shape, type and size before ``y`` is read."""
     name = path.name
     try:
         archive = zipfile.ZipFile(path)
@@ -319,38 +340,47 @@ def _scan_npz(path: Path) -> Scan:
             found = ", ".join(sorted(keys)) or "none"
             raise InvalidDataset(str(path), [(name, f"needs arrays named x and y (found: {found}); "
                                               "save with np.savez(path, x=samples, y=labels)")])
+        headers = {}
+        for key in (x_key, y_key, "ids"):
+            if key not in keys:
+                continue
+            try:
+                headers[key] = _member_header(archive, keys[key])
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                problem = (f"{name}:{key}", f"is not a readable array: {exc}")
+                raise InvalidDataset(str(path), [problem]) from None
+        x_shape, x_dtype = headers[x_key]
+        if len(x_shape) == 0:
+            raise InvalidDataset(str(path), [(f"{name}:{x_key}", "must hold samples along its first axis, "
+                                                                 "not a single value")])
+        problems = [(f"{name}:{key}", problem) for key, what in ((y_key, "label"), ("ids", "id"))
+                    if key in headers and (problem := array_problem(name, *headers[key], x_shape[0], what, limits))]
+        if problems:
+            raise InvalidDataset(str(path), problems)
+        declared = sum(archive.getinfo(keys[k]).file_size for k in headers)
+        compressed = max(path.stat().st_size, 1)
+        if declared > limits.max_ratio * compressed:
+            raise InvalidDataset(str(path), [(name, (
+                f"declares {declared:,} bytes of arrays, {declared / compressed:,.0f} times its size (the "
+                f"limit is {limits.max_ratio:g}×, a decompression bomb looks like this); pass --max-ratio "
+                f"{math.ceil(declared / compressed)} if it is real"))])
         try:
             bad = archive.testzip()
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise InvalidDataset(str(path), [(name, f"is corrupt: {exc}")]) from None
         if bad is not None:
             raise InvalidDataset(str(path), [(name, f"is corrupt: member {bad} fails its CRC check")])
-        try:
-            x_shape, x_dtype = _member_header(archive, keys[x_key])
-        except (ValueError, OSError, EOFError) as exc:
-            problem = (f"{name}:{x_key}", f"is not a readable array: {exc}")
-            raise InvalidDataset(str(path), [problem]) from None
     try:
         with np.load(path, allow_pickle=False) as data:
             y = data[y_key]
-            ids = data["ids"] if "ids" in keys else None
     except (ValueError, OSError, EOFError) as exc:
         raise InvalidDataset(str(path), [(f"{name}:{y_key}", f"is not a readable array: {exc}")]) from None
-    problems = []
-    labels = _label_strings(y) if y.ndim == 1 else None
-    if labels is None:
-        problems.append((f"{name}:{y_key}", f"must be one integer or text label per sample (got {y.dtype} "
-                                            f"with shape {y.shape})"))
-    elif len(x_shape) == 0 or len(labels) != x_shape[0]:
-        problems.append((name, f"{y_key} has {len(labels)} labels but {x_key} has shape {x_shape}: "
-                               "their first dimensions must match"))
-    if ids is not None and (ids.ndim != 1 or len(ids) != len(y)):
-        problems.append((f"{name}:ids", f"must hold one id per sample (shape {ids.shape})"))
-    if problems:
-        raise InvalidDataset(str(path), problems)
+    classes, problem = label_counts(y, limits)
+    if problem:
+        raise InvalidDataset(str(path), [(f"{name}:{y_key}", problem)])
     return Scan(
-        kind="npz", root=path.parent, files=[name], n_samples=len(labels), sample_shape=tuple(x_shape[1:]),
-        dtype=str(x_dtype), classes=dict(Counter(labels)), class_names=sort_labels(labels),
+        kind="npz", root=path.parent, files=[name], n_samples=int(x_shape[0]), sample_shape=tuple(x_shape[1:]),
+        dtype=str(x_dtype), classes=classes, class_names=sort_labels(classes),
         options={"file": name, "x": x_key, "y": y_key},
     )
 
@@ -369,7 +399,8 @@ def load_npz(root: Path, manifest: dict[str, Any]) -> Samples:
     options = manifest["options"]
     with np.load(root / options["file"], allow_pickle=False) as data:
         x = data[options["x"]]
-        labels = _label_strings(data[options["y"]]) or []
+        labels = _label_strings(data[options["y"]])
+        labels = np.array([], dtype=str) if labels is None else labels
         ids = [str(i) for i in data["ids"]] if "ids" in data else [str(i) for i in range(len(labels))]
     return x, ids, class_indices(labels, manifest["class_names"])
 
@@ -390,8 +421,8 @@ def _image_array(path: Path) -> np.ndarray:
         return np.asarray(image)
 
 
-def _scan_image_folder(root: Path) -> Scan:
-    from PIL import UnidentifiedImageError
+def _scan_image_folder(root: Path, limits: ImportLimits = DEFAULT) -> Scan:
+    from PIL import Image, UnidentifiedImageError
 
     problems: list[tuple[str, str]] = []
     files = walk_files(root)
@@ -400,9 +431,12 @@ def _scan_image_folder(root: Path) -> Scan:
     shapes: dict[str, tuple[int, ...]] = {}
     dtypes: dict[str, str] = {}
     for name in images:
+        if problem := image_problem(root / name, limits):  # the header, before any pixel is decoded
+            problems.append((name, problem))
+            continue
         try:
             array = _image_array(root / name)
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             problems.append((name, f"is not a readable image: {exc}"))
             continue
         shapes[name], dtypes[name] = array.shape, str(array.dtype)
@@ -476,11 +510,16 @@ def _read_table(
                 values = []
                 for i in features:
                     try:
-                        values.append(float(row[i]))
+                        value = float(row[i])
                     except ValueError:
                         problems.append(
                             (name, f"line {line}, column {header[i]!r}: {row[i]!r} is not a number")
                         )
+                        continue
+                    if not math.isfinite(value):
+                        problems.append((name, f"line {line}, column {header[i]!r}: {row[i].strip()!r} is not "
+                                               "a finite number; fill or drop missing values before importing"))
+                    values.append(value)
                 ids.append(row[id_index].strip() if id_index is not None else str(line - 1))
                 labels.append(label)
                 if keep_rows:
@@ -539,10 +578,7 @@ def iter_batches(kind: str, root: Path, manifest: dict[str, Any], size: int) -> 
     """(x, ids, y) in batches of ``size`` samples; per-sample files are read only when needed."""
     if kind in ("npy_folder", "image_folder"):
         if kind == "npy_folder":
-            options = manifest["options"]
-            ids, labels, _ = read_labels(
-                root / options["labels"], options["label_col"], options["id_col"], []
-            )
+            ids, labels = _checked_labels(root, manifest["options"])
             paths = [root / f"{i}.npy" for i in ids]
         else:
             paths = [root / f["path"] for f in manifest["files"]]

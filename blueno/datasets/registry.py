@@ -102,7 +102,7 @@ class DatasetVersion:
 
 
 def check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise BluenoError(
             f"{name!r} is not a valid dataset name: use letters, digits, '.', '_' and '-' "
             "(up to 100, starting with a letter or digit)."

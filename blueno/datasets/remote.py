@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import json
+import logging
 import os
 import shutil
 import threading
@@ -34,6 +36,7 @@ from typing import Any
 import google_crc32c
 
 from blueno import BluenoError
+from blueno.datasets.kinds import KINDS
 from blueno.datasets.manifest import (
     MANIFEST_NAME,
     file_crc32c,
@@ -55,9 +58,11 @@ from blueno.datasets.registry import (
     write_stamp,
 )
 from blueno.datasets.task import Cancelled, Task, ensure_task
+from blueno.limits import manifest_problems
 from blueno.store import Store
-from blueno.workspace import Workspace
+from blueno.workspace import Workspace, check_secret_mode
 
+log = logging.getLogger(__name__)
 DEFAULT_KEY = "credentials/gcs.json"
 WORKERS = 8
 NO_CREDENTIALS = (
@@ -127,6 +132,7 @@ def client(workspace: Workspace):  # -> google.cloud.storage.Client
     if setting and not key.is_file():
         raise BluenoError(f"settings.toml names the key {key}, which does not exist. " + _fix(workspace))
     if key.is_file():
+        check_secret_mode(key)
         try:
             credentials = service_account.Credentials.from_service_account_file(
                 str(key), scopes=["https://www.googleapis.com/auth/devstorage.read_write"]
@@ -143,6 +149,32 @@ def client(workspace: Workspace):  # -> google.cloud.storage.Client
     except DefaultCredentialsError:
         raise BluenoError(_fix(workspace)) from None
     return storage.Client(project=project, credentials=credentials)
+
+
+CONNECT_TIMEOUT_S = 5.0  # per connection attempt: a desktop app should not wait 60 s for a SYN
+READ_TIMEOUT_S = 60.0  # per read of a large object
+RETRY_DEADLINE_S = 20.0  # all retries of one call together (the client's default is 120 s)
+
+
+def _endpoint() -> str:
+    return os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
+
+
+def _call() -> dict[str, Any]:
+    """Timeout and retry policy for every Cloud Storage call: bounded, and saying what it retries."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    said: list[bool] = []
+
+    def on_error(exc: BaseException) -> None:
+        if not said:
+            said.append(True)
+            log.warning("Cloud Storage at %s did not answer (%s); retrying for up to %.0f s", _endpoint(),
+                        type(exc).__name__, RETRY_DEADLINE_S)
+
+    retry = copy.copy(DEFAULT_RETRY.with_timeout(RETRY_DEADLINE_S))
+    retry._on_error = on_error  # google.api_core's Retry calls it before each retry
+    return {"timeout": (CONNECT_TIMEOUT_S, READ_TIMEOUT_S), "retry": retry}
 
 
 def _fix(workspace: Workspace) -> str:
@@ -179,9 +211,14 @@ def _errors(what: str) -> Iterator[None]:
     except auth.RefreshError as exc:
         raise BluenoError(f"{what}: Google refused the credentials ({type(exc).__name__}). Replace the key "
                           "in credentials/ or re-run `gcloud auth application-default login`.") from None
-    except (http.ConnectionError, http.Timeout, auth.TransportError, api.ServiceUnavailable) as exc:
-        raise RemoteUnavailable(f"{what}: cannot reach Cloud Storage ({type(exc).__name__}). Check the "
-                                "network connection and try again.") from None
+    except (http.ConnectionError, http.Timeout, auth.TransportError, api.ServiceUnavailable,
+            api.RetryError) as exc:
+        raise RemoteUnavailable(
+            f"{what}: cannot reach Cloud Storage at {_endpoint()} ({type(exc).__name__}; each connection "
+            f"attempt waits {CONNECT_TIMEOUT_S:.0f} s, retries stop after {RETRY_DEADLINE_S:.0f} s). Check the "
+            "network connection (a proxy? offline?) and try again; with an emulator, check that it runs "
+            "and STORAGE_EMULATOR_HOST."
+        ) from None
     except api.GoogleAPICallError as exc:
         raise BluenoError(f"{what}: Cloud Storage answered {exc.code} ({type(exc).__name__}).") from None
 
@@ -235,7 +272,7 @@ def _download_verified(blob: Any, dest: Path, expected_crc: str, expected_size: 
     try:
         with open(part, "wb") as f:
             writer = _HashingWriter(f, task)
-            blob.download_to_file(writer, checksum=None)
+            blob.download_to_file(writer, checksum=None, **_call())
         size, crc = part.stat().st_size, writer.crc32c()
         if crc != expected_crc or size != expected_size:
             raise BluenoError(
@@ -271,7 +308,7 @@ class SyncResult:
 def _remote_objects(bucket: Any, name_prefix: str, version: str) -> tuple[dict[str, Any], dict[Any, Any]]:
     """(this version's blobs by path, other versions' blobs by (crc32c, size)) from one listing."""
     mine, others = {}, {}
-    for blob in bucket.list_blobs(prefix=name_prefix + "/"):
+    for blob in bucket.list_blobs(prefix=name_prefix + "/", **_call()):
         folder, _, path = blob.name[len(name_prefix) + 1:].partition("/")
         if folder == version:
             mine[path] = blob
@@ -304,7 +341,7 @@ def push(
         remote, reusable = _remote_objects(bucket, location.key(version.name), version.version)
         manifest_blob = remote.pop(MANIFEST_NAME, None)
         if manifest_blob is not None:
-            theirs = json.loads(manifest_blob.download_as_bytes())
+            theirs = json.loads(manifest_blob.download_as_bytes(**_call()))
             if manifest_hash(theirs) != version.manifest_hash:
                 raise BluenoError(
                     f"{result.url}/{MANIFEST_NAME} describes different content than {version.ref}; "
@@ -322,12 +359,12 @@ def push(
             name = f"{prefix}/{entry['path']}"
             source = reusable.get((entry["crc32c"], entry["size"]))
             if source is not None:
-                blob = bucket.copy_blob(source, bucket, name, if_generation_match=generation)
+                blob = bucket.copy_blob(source, bucket, name, if_generation_match=generation, **_call())
                 copied.append(entry["path"])
             else:
                 blob = bucket.blob(name)
                 blob.upload_from_filename(
-                    str(version.path / entry["path"]), checksum="crc32c", if_generation_match=generation
+                    str(version.path / entry["path"]), checksum="crc32c", if_generation_match=generation, **_call()
                 )
             if blob.crc32c != entry["crc32c"]:
                 raise BluenoError(f"{entry['path']} changed on disk during the push (crc32c {blob.crc32c}, "
@@ -338,7 +375,7 @@ def push(
         if manifest_blob is None:
             text = json.dumps(version.manifest, indent=1, sort_keys=True) + "\n"
             bucket.blob(f"{prefix}/{MANIFEST_NAME}").upload_from_string(
-                text, content_type="application/json", if_generation_match=0
+                text, content_type="application/json", if_generation_match=0, **_call()
             )
     reused = set(copied)
     uploaded = [f for f in todo if f["path"] not in reused]
@@ -356,7 +393,7 @@ def _remote_versions(bucket: Any, location: Location, name: str) -> list[tuple[s
     prefix = location.key(name)
     found = [
         (blob.name[len(prefix) + 1:].split("/")[0], blob)
-        for blob in bucket.list_blobs(prefix=prefix + "/")
+        for blob in bucket.list_blobs(prefix=prefix + "/", **_call())
         if blob.name.count("/") == prefix.count("/") + 2 and blob.name.endswith("/" + MANIFEST_NAME)
     ]
     return sorted(found, key=lambda pair: pair[1].updated, reverse=True)
@@ -393,7 +430,7 @@ def pull_sync(workspace: Workspace, store: Store, url: str, *, task: Task | None
             listing = ", ".join(f"{name}@{v}" for v, _ in candidates) or "none"
             raise BluenoError(f"{url}: no such version under {location.url()} (there: {listing})")
         version, manifest_blob = matches[0]
-        manifest = json.loads(manifest_blob.download_as_bytes())
+        manifest = json.loads(manifest_blob.download_as_bytes(**_call()))
         full_hash = manifest_hash(manifest)
         if short_version(full_hash) != version:
             raise BluenoError(f"{location.url(name, version)}/{MANIFEST_NAME} does not hash to {version}: "
@@ -402,6 +439,9 @@ def pull_sync(workspace: Workspace, store: Store, url: str, *, task: Task | None
         if unsafe:
             raise BluenoError(f"{location.url(name, version)}/{MANIFEST_NAME} lists paths outside the "
                               f"dataset folder ({unsafe[0]!r}); refusing to download it.")
+        if problems := manifest_problems(manifest, KINDS):
+            raise BluenoError(f"{location.url(name, version)}/{MANIFEST_NAME} cannot be trusted: "
+                              f"{'; '.join(problems)}. Refusing to download it; push it again from a good copy.")
         local = find(store, workspace, name, version)
         if local is not None and local.linked:
             raise BluenoError(f"{local.ref} is linked to {local.path}, which Blueno never writes to; "
@@ -414,7 +454,7 @@ def pull_sync(workspace: Workspace, store: Store, url: str, *, task: Task | None
                 (target / extra).unlink()
         else:  # all or nothing: download beside data/, publish with one rename
             workspace.ensure()
-            scratch = workspace.data_dir / f".tmp-pull-{uuid.uuid4().hex[:12]}"
+            scratch = workspace.data_dir / f".tmp-pull-{os.getpid()}-{uuid.uuid4().hex[:12]}"
             try:
                 transferred = _download_into(bucket, prefix, scratch, manifest, task, workers)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -477,10 +517,10 @@ def remote_ls(workspace: Workspace, url: str | None = None) -> list[dict[str, An
         base = location.key()
         start = len(base) + 1 if base else 0
         rows = []
-        for blob in bucket.list_blobs(prefix=base + "/" if base else None):
+        for blob in bucket.list_blobs(prefix=base + "/" if base else None, **_call()):
             parts = blob.name[start:].split("/")
             if len(parts) == 3 and parts[2] == MANIFEST_NAME and parts[0] != "models":
-                manifest = json.loads(blob.download_as_bytes())
+                manifest = json.loads(blob.download_as_bytes(**_call()))
                 rows.append({
                     "ref": f"{parts[0]}@{parts[1]}", "url": location.url(parts[0], parts[1]),
                     "kind": manifest["kind"], "n_samples": manifest["n_samples"],
@@ -511,11 +551,11 @@ def upload_run_model(workspace: Workspace, store: Store, run_id: int) -> str | N
     url = f"gs://{location.bucket}/{key}"
     with _errors(f"upload {url}"):
         bucket = client(workspace).bucket(location.bucket)
-        blob = bucket.get_blob(key)
+        blob = bucket.get_blob(key, **_call())
         if blob is None or blob.crc32c != crc:
             generation = blob.generation if blob is not None else 0
             blob = bucket.blob(key)
-            blob.upload_from_filename(str(path), checksum="crc32c", if_generation_match=generation)
+            blob.upload_from_filename(str(path), checksum="crc32c", if_generation_match=generation, **_call())
             if blob.crc32c != crc:
                 raise BluenoError(f"{url}: the uploaded crc32c {blob.crc32c} does not match the file's {crc}")
     with store.write() as conn:
@@ -533,7 +573,7 @@ def pull_run_model(workspace: Workspace, store: Store, run_id: int, *, task: Tas
     location = parse_url(row["model_url"])
     dest = workspace.run_dir(run_id) / Path(location.prefix).name
     with _errors(f"download {row['model_url']}"):
-        blob = client(workspace).bucket(location.bucket).get_blob(location.prefix)
+        blob = client(workspace).bucket(location.bucket).get_blob(location.prefix, **_call())
         if blob is None:
             raise BluenoError(f"{row['model_url']} no longer exists in the bucket")
         if not (dest.is_file() and file_crc32c(dest) == blob.crc32c):

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote
 
 from elasticsearch import Elasticsearch
 
 from blueno import BluenoError
-from blueno.workspace import Workspace
+from blueno.workspace import Workspace, check_secret_mode
 
 DEFAULT_API_KEY_FILE = "elasticsearch-api-key"  # in the workspace's credentials/ folder
 
@@ -67,7 +67,8 @@ class EsConfig:
         """``text`` with every secret of this configuration replaced by ``***``."""
         for secret in (self.api_key, self.password):
             if secret:
-                text = text.replace(secret, "***")
+                for form in {secret, quote(secret, safe=""), quote(secret)}:
+                    text = text.replace(form, "***")
         return text
 
     def backoff(self, attempts: int) -> float:
@@ -126,7 +127,7 @@ def load_config(workspace: Workspace, environ: Mapping[str, str] | None = None) 
     if section.get("ca_certs"):
         section["ca_certs"] = str(_resolve(workspace, section["ca_certs"]))
     prefix = str(section.get("index_prefix", EsConfig.index_prefix))
-    if not _INDEX_PREFIX.match(prefix):
+    if not _INDEX_PREFIX.fullmatch(prefix):
         raise BluenoError(
             f"index_prefix {prefix!r} is not a valid Elasticsearch index name start: use lowercase "
             "letters, digits, '.', '_' or '-', beginning with a letter or digit."
@@ -137,16 +138,36 @@ def load_config(workspace: Workspace, environ: Mapping[str, str] | None = None) 
         raise BluenoError(f"[elasticsearch] settings: {exc}") from None
 
 
+_AUTHORITY_TAIL = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?([/?#].*)?$", re.DOTALL)
+
+
 def _split_userinfo(url: str) -> tuple[str, str | None, str | None]:
-    """Move ``user:password@`` out of a URL so that no error message can ever show it."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BluenoError(f"Elasticsearch URL {parts.scheme or '?'}://{parts.hostname or '?'}… is not "
-                          "http(s)://host[:port]; set [elasticsearch] urls or BLUENO_ES_URL.")
-    if parts.username is None:
-        return url, None, None
-    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc)), parts.username, parts.password
+    """Move ``user:password@`` out of a URL so that no error message can ever show it.
+
+    The userinfo is split off at the last ``@`` whose remainder is a plain
+    ``host[:port][/path]``, so a password holding ``/``, ``?``, ``#`` or ``@``
+    (which ``urlsplit`` would cut into path, query or fragment) is taken whole;
+    percent-encoded user names and passwords are decoded.  Messages show only
+    the scheme and host.
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    username = password = None
+    if sep and "@" in rest:
+        for at in [i for i, c in enumerate(rest) if c == "@"][::-1]:
+            if _AUTHORITY_TAIL.fullmatch(rest[at + 1:]):
+                userinfo, rest = rest[:at], rest[at + 1:]
+                user, has_password, secret = userinfo.partition(":")
+                username, password = unquote(user), (unquote(secret) if has_password else None)
+                break
+    host_match = _AUTHORITY_TAIL.fullmatch(rest) if sep else None
+    shown = f"{scheme or '?'}://{host_match.group(1) if host_match else '?'}"
+    if scheme not in ("http", "https") or host_match is None:
+        raise BluenoError(f"Elasticsearch URL {shown}… is not http(s)://[user:password@]host[:port]; set "
+                          "[elasticsearch] urls or BLUENO_ES_URL (a password may hold any character).")
+    port = host_match.group(2)
+    if port and not 0 < int(port[1:]) < 65536:
+        raise BluenoError(f"Elasticsearch URL {shown}{port} has a port out of range; use 1-65535.")
+    return f"{scheme}://{rest}", username, password
 
 
 def _resolve(workspace: Workspace, path: str | Path) -> Path:
@@ -157,7 +178,9 @@ def _resolve(workspace: Workspace, path: str | Path) -> Path:
 def _read_secret(workspace: Workspace, path: str | Path) -> str:
     resolved = _resolve(workspace, path)
     try:
-        return resolved.read_text(encoding="utf-8").strip()
+        secret = resolved.read_text(encoding="utf-8").strip()
+        check_secret_mode(resolved)
+        return secret
     except OSError as exc:
         raise BluenoError(f"cannot read the Elasticsearch API key file {resolved}: {exc.strerror}.") from None
 

@@ -8,21 +8,20 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from elasticsearch import ApiError, ConnectionTimeout, Elasticsearch, TransportError
 from elasticsearch.helpers import streaming_bulk
 
-from blueno import BluenoError
+from blueno import BluenoError, resource
 from blueno.elastic.config import EsConfig, load_config
 from blueno.elastic.documents import RUNS_SQL, metric_document, run_document, workspace_id
-from blueno.store import Store, now
+from blueno.store import Store, doc_version, now
 from blueno.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "resources" / "elasticsearch"
+TEMPLATES_DIR = resource("elasticsearch")  # package data: present in a wheel, not only in a checkout
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def install_templates(client: Elasticsearch, config: EsConfig) -> list[str]:
     """Create or update the runs and metrics index templates; returns their names."""
     names = []
     for kind in ("runs", "metrics"):
-        body = json.loads((TEMPLATES_DIR / f"{kind}.json").read_text(encoding="utf-8"))
+        body = json.loads(TEMPLATES_DIR.joinpath(f"{kind}.json").read_text(encoding="utf-8"))
         name = f"{config.index_prefix}-{kind}"
         client.indices.put_index_template(
             name=name, index_patterns=[f"{name}*"], priority=body["priority"],
@@ -213,9 +212,10 @@ class SyncWorker:
         marks = ",".join("?" * len(refs))
         with self.store.snapshot() as conn:
             runs = {row["id"]: dict(row) for row in conn.execute(RUNS_SQL.format(marks=marks), refs)}
-            # The first read fixed the snapshot: a later read of the same run sees newer content
-            # and gets a larger version, so an older resend cannot overwrite it (external_gte).
-            version = time.time_ns() // 1000
+            # The first read fixed the snapshot: a later snapshot that sees newer content sees a larger
+            # counter (bumped with every announced change), so an older resend cannot overwrite it
+            # (external_gte), whatever the wall clock does between the two.
+            version = doc_version(conn)
             points = conn.execute(
                 f"SELECT run_id, key, step, value, time FROM metrics WHERE run_id IN ({marks})"
                 " ORDER BY run_id, key, step",
