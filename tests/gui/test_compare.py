@@ -152,3 +152,29 @@ def test_that_a_numeric_parameter_only_some_runs_have_is_ordered_by_value(store)
     coords = runs.parallel_coordinates(store, experiment)
     axis = next(a for a in coords.axes if a["name"] == "filters")
     assert axis["categorical"] and axis["categories"] == [8, 16, None]  # as numbers: 8 below 16, not "16" < "8"
+
+
+def test_that_the_parallel_coordinates_caption_follows_the_state(qtbot, window, store) -> None:
+    view = window.runs_view
+    window.tabs.setCurrentWidget(view)
+    view.views.setCurrentWidget(view.parallel)
+    parallel = view.parallel
+    qtbot.waitUntil(lambda: parallel.loaded, timeout=10_000)
+    assert "No experiment has finished runs" in parallel.message.text()
+    add_runs(store, 1)  # one run: nothing varies
+    parallel.refresh(force=True)
+    qtbot.waitUntil(lambda: "no hyperparameter varies" in parallel.message.text(), timeout=10_000)
+    add_runs(store, 3)  # a second experiment whose learning rate and units vary
+    parallel.refresh(force=True)
+    qtbot.waitUntil(lambda: parallel.experiment.count() == 2, timeout=10_000)
+    parallel.experiment.setCurrentIndex(parallel.experiment.findText("2 · test"))
+    parallel.refresh(force=True)
+    qtbot.waitUntil(lambda: "3 finished runs, 2 varying" in parallel.message.text(), timeout=10_000)
+    assert "No experiment" not in parallel.message.text() and "no hyperparameter" not in parallel.message.text()
+    parallel.plot.brush("units", 0.9, 1.0)
+    assert parallel.message.text().startswith("1 of 3 runs")
+    parallel.plot.clear_brushes()
+    assert parallel.message.text().startswith("3 finished runs")
+    parallel.experiment.setCurrentIndex(parallel.experiment.findText("1 · test"))
+    parallel.refresh(force=True)
+    qtbot.waitUntil(lambda: "no hyperparameter varies" in parallel.message.text(), timeout=10_000)
