@@ -8,6 +8,7 @@ per-user data folder.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tomllib
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ from typing import Any
 from blueno import BluenoError
 
 ENV_HOME = "BLUENO_HOME"
+# What CUDA_VISIBLE_DEVICES accepts: an index, a GPU UUID or a MIG instance.
+GPU_ID = re.compile(r"\d+|GPU-[0-9A-Fa-f-]+|MIG-[\w/-]+")
 SETTINGS_FILE = "settings.toml"
 
 # Filesystems on which SQLite's WAL mode (shared memory between processes)
@@ -43,6 +46,26 @@ NETWORK_FILESYSTEMS = frozenset(
         "fuse.rclone",
     }
 )
+
+
+def parse_gpu_ids(text: str, source: str = "--gpus") -> list[str]:
+    """The GPUs a comma-separated list names (``0,1``; UUIDs too), or a BluenoError saying what is wrong.
+
+    The settings dialog, the settings file and ``--gpus`` all go through here, so "abc"
+    is refused where it is typed instead of becoming a slot that trains on the CPU.
+    """
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise BluenoError(f"{source} {text!r} names no GPU; write GPU numbers separated by commas, e.g. 0,1")
+    bad = [part for part in ids if not GPU_ID.fullmatch(part)]
+    if bad:
+        raise BluenoError(
+            f"{source}: {', '.join(repr(b) for b in bad)} is not a GPU; write GPU numbers separated by "
+            "commas (e.g. 0,1, as nvidia-smi numbers them) or leave it empty to use every GPU found"
+        )
+    if len(set(ids)) != len(ids):
+        raise BluenoError(f"{source} {text!r} names a GPU twice; list each GPU once, e.g. 0,1")
+    return ids
 
 
 def _checkout_root() -> Path | None:
@@ -182,25 +205,37 @@ class Workspace:
     def save_settings(self, changes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         """Merge ``changes`` (section → key → value; "" or None removes the key) into the settings file.
 
-        Written to a temporary file and renamed, so a crash never leaves half a file.
+        Values are checked first (``[scheduler] gpus``: :func:`parse_gpu_ids`), so a bad one
+        leaves the file as it was.  The file is edited with tomlkit, so the user's comments
+        and layout survive, and written to a temporary file and renamed, so a crash never
+        leaves half a file.
         """
-        from blueno.grid_toml import write_toml
+        import tomlkit
 
-        merged = {key: dict(value) if isinstance(value, dict) else value for key, value in self.settings().items()}
+        gpus = (changes.get("scheduler") or {}).get("gpus")
+        if gpus not in ("", None):
+            parse_gpu_ids(str(gpus), source=f"{self.settings_path.name} [scheduler] gpus")
+        self.settings()  # a file that does not parse is reported, not overwritten
+        try:
+            document = tomlkit.parse(self.settings_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            document = tomlkit.document()
         for section, values in changes.items():
-            table = merged.setdefault(section, {})
+            if section not in document:
+                document.add(section, tomlkit.table())
+            table = document[section]
             for key, value in values.items():
                 if value in ("", None):
                     table.pop(key, None)
                 else:
                     table[key] = value
             if not table:
-                merged.pop(section)
+                document.pop(section)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.settings_path.with_suffix(".tmp")
-        tmp.write_text(write_toml(merged), encoding="utf-8")
+        tmp.write_text(tomlkit.dumps(document), encoding="utf-8")
         os.replace(tmp, self.settings_path)
-        return merged
+        return document.unwrap()
 
     def save_secret(self, name: str, value: str) -> Path:
         """Write a secret to ``credentials/NAME``, readable by its owner only."""

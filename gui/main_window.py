@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, QUrl
+from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
@@ -26,6 +26,7 @@ from gui.queue_view import QtQueueView
 from gui.runs_view import QtRunsView
 from gui.scheduler_control import SchedulerControl, SchedulerStatus
 from gui.settings_dialog import QtSettingsDialog
+from gui.settings_dialog import read as read_settings
 from gui.watcher import StoreWatcher
 from gui.workers import Fetcher, lower_priority, submit
 
@@ -213,13 +214,15 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> None:
         """Read the settings off the GUI thread, then show them in the dialog."""
-        submit(self.workspace.settings, on_done=self._edit_settings,
+        submit(read_settings, self.workspace, on_done=self._edit_settings,
                on_error=lambda exc: QMessageBox.warning(self, "Blueno", str(exc)))
 
-    def _edit_settings(self, current: dict[str, Any]) -> None:
-        dialog = QtSettingsDialog(self.workspace, current, self)
-        if dialog.exec():
-            self.show_message(f"settings saved to {self.workspace.settings_path}")
+    def _edit_settings(self, read: tuple[dict[str, Any], bool]) -> None:
+        current, key_stored = read
+        dialog = QtSettingsDialog(self.workspace, current, key_stored, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.show_message(f"settings saved to {self.workspace.settings_path}"))
+        dialog.open()  # window-modal without a nested event loop
 
     def _on_scheduler(self, status: SchedulerStatus) -> None:
         self._scheduler_label.setText(status.describe())
