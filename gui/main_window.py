@@ -196,6 +196,7 @@ class MainWindow(QMainWindow):
         self.queue_view.refresh()
         self.runs_view.refresh()
         self.datasets_view.refresh()
+        self.grid_view.refresh()
 
     def _on_sync_started(self, sync: Any) -> None:
         self._sync = sync
