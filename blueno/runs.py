@@ -441,6 +441,12 @@ def evaluate_test(workspace: Workspace, store: Store, run_ids: list[int]) -> dic
     for run_id in run_ids:
         run = get_run(store, run_id)
         _finished(run)
+        if run["kind"] == "train" and not ((run.get("config") or {}).get("split") or {}).get("test"):
+            raise BluenoError(
+                f"run {run_id} was trained without a held-out test split, so there is nothing to evaluate; "
+                "train it again with a test fraction (the grid builder's Test fraction, or test = 0.1 under "
+                "[split] in a grid file)"
+            )
         if run["kind"] == "ensemble":
             members = run["params"]["members"]
             for member in members:
