@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
 from blueno import __version__
@@ -21,6 +21,7 @@ from blueno.queue import JobQueue
 from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.datasets_view import QtDatasetsView
+from gui.desktop import open_folder
 from gui.grid_builder import QtGridBuilder
 from gui.queue_view import QtQueueView
 from gui.runs_view import QtRunsView
@@ -150,7 +151,7 @@ class MainWindow(QMainWindow):
             file_menu,
             "Open &workspace folder",
             None,
-            lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.workspace.root))),
+            self.open_workspace_folder,
         )
         self._action(file_menu, "Se&ttings…", "Ctrl+,", self.open_settings)
         file_menu.addSeparator()
@@ -209,6 +210,11 @@ class MainWindow(QMainWindow):
         sync, self._sync = self._sync, None
         if sync is not None:
             sync.stop()
+
+    def open_workspace_folder(self) -> None:
+        problem = open_folder(self.workspace.root)
+        if problem:
+            self.show_message(problem)
 
     def show_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
