@@ -142,7 +142,14 @@ class MainWindow(QMainWindow):
             "&Import dataset…",
             "Ctrl+I",
             self.datasets_view.choose_and_import,
-            "Import files, a folder or an archive as a dataset",
+            "Import .npz, .csv files or .zip/.tar.gz archives as datasets",
+        )
+        self._action(
+            file_menu,
+            "Import dataset &folder…",
+            "Ctrl+Shift+I",
+            self.datasets_view.choose_folder_and_import,
+            "Import a folder (.npy arrays with labels.csv, or one sub-folder of images per class)",
         )
         self._action(file_menu, "&Open grid…", QKeySequence.StandardKey.Open, self.grid_view.load_dialog)
         self._action(file_menu, "&Save grid…", QKeySequence.StandardKey.Save, self.grid_view.save_dialog)

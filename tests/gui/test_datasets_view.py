@@ -10,7 +10,7 @@ from gcs_emulator import gcs_bucket_fixture, gcs_emulator_fixture  # noqa: F401 
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from gui.datasets_view import QtGcsBrowser, QtImportDialog
+from gui.datasets_view import QtGcsBrowser, QtImportDialog, gui_words
 
 
 def npy_folder(root: Path, name: str, samples: int = 6, corrupt: bool = False) -> Path:
@@ -106,3 +106,25 @@ def test_that_derive_records_a_child_version_with_its_parent(qtbot, window, tmp_
     assert not problems
     child = next(row for row in view.model.rows() if row["parent"])
     assert (child["parent"], child["transform"]) == (parent_ref, "clip")
+
+
+def test_that_a_dropped_text_file_is_named_and_refused_before_any_dialog(qtbot, window, tmp_path, monkeypatch) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not data\n")
+    asked = []
+    monkeypatch.setattr(QtImportDialog, "exec", lambda self: asked.append(self) or 1)
+    messages = []
+    window.datasets_view.status_message.connect(messages.append)
+    drop(window, [notes])
+    view = window.datasets_view
+    assert not asked  # refused before the import dialog opens
+    assert messages and messages[-1].startswith("notes.txt:")
+    assert any("notes.txt" in view.problems.item(i).text() for i in range(view.problems.count()))
+    assert view.problems.wordWrap()
+
+
+def test_that_import_errors_name_the_dialogs_fields_not_command_line_flags() -> None:
+    message = "labels.csv: has no 'label' column (columns: id, kind); name it with --label-col"
+    assert gui_words(message) == ("labels.csv: has no 'label' column (columns: id, kind); name it with the Label "
+                                  "column field of the import dialog")
+    assert "--" not in gui_words("x is an archive: it has to be extracted, so it cannot be --link'ed.")
