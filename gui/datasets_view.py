@@ -8,7 +8,6 @@ file.  The preview decodes a few samples per class off the GUI thread too.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
-    QInputDialog,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -47,6 +45,7 @@ from blueno.evaluation import sample_image
 from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.evaluation_models import to_qimage
+from gui.qt_transform_params import QtDeriveDialog
 from gui.table_model import ROW_ROLE, Column, Row, RowsTableModel
 from gui.workers import Fetcher, submit
 
@@ -541,26 +540,17 @@ class QtDatasetsView(QWidget):
             )
 
     def derive(self) -> None:
+        """Choose a transform and fill in the fields of its declared parameters, then derive."""
         version = self.selected()
         if version is None:
             return
-        import etl
+        dialog = QtDeriveDialog(version.ref, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self._derive(version, *dialog.chosen()))
+        self.derive_dialog = dialog  # the open dialog, for tests
+        dialog.open()
 
-        transform, ok = QInputDialog.getItem(
-            self, "Derive", f"Transform to apply to {version.ref}", etl.names(), 0, False
-        )
-        if not (ok and transform):
-            return
-        text, ok = QInputDialog.getText(
-            self, "Derive", f"Parameters of {transform} as TOML (empty: its defaults), e.g. low = 0, high = 1"
-        )
-        if not ok:
-            return
-        try:
-            params = tomllib.loads(f"p = {{ {text} }}")["p"]
-        except tomllib.TOMLDecodeError as exc:
-            self.problems.addItem(f"{transform}: the parameters are not TOML ({exc})")
-            return
+    def _derive(self, version: DatasetVersion, transform: str, params: dict[str, Any]) -> None:
         from blueno.datasets.derive import derive
 
         self._run(

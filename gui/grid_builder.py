@@ -43,6 +43,7 @@ from blueno.store import Store
 from blueno.workspace import Workspace
 from blueno.zoo.base import TRAINING_PARAMS, Hyperparam
 from gui.formatting import format_duration
+from gui.qt_transform_params import TransformParamsForm
 from gui.workers import Fetcher, submit
 
 VALIDATE_DELAY_MS = 150
@@ -253,6 +254,7 @@ class QtGridBuilder(QWidget):
         self.dataset_problem.setWordWrap(True)
         self.dataset_problem.setVisible(False)
         self.preprocessing: dict[str, QCheckBox] = {}
+        self.transform_forms: dict[str, tuple[QGroupBox, TransformParamsForm, QLabel]] = {}
 
         general = QFormLayout()
         general.addRow("Name", self.name)
@@ -362,7 +364,24 @@ class QtGridBuilder(QWidget):
             box.toggled.connect(self._changed)
         holder = self._pair(*boxes)
         holder.setToolTip("each checked entry is one preprocessing chain: the grid trains on each")
-        return holder
+        column = QWidget(self)
+        layout = QVBoxLayout(column)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(holder)
+        for name in etl.names():  # each checked transform's parameters, from what it declares
+            group = QGroupBox(f"{name} parameters", self)
+            group_layout = QVBoxLayout(group)
+            form = TransformParamsForm(name, group)
+            form.changed.connect(self._changed)
+            problem = QLabel(group)
+            problem.setStyleSheet(ERROR_STYLE)
+            problem.setWordWrap(True)
+            group_layout.addWidget(form)
+            group_layout.addWidget(problem)
+            group.setVisible(False)
+            self.transform_forms[name] = (group, form, problem)
+            layout.addWidget(group)
+        return column
 
     def _param_group(self, title: str, hyperparams: tuple[Hyperparam, ...], prefix: str) -> QGroupBox:
         group = QGroupBox(title, self)
@@ -388,7 +407,7 @@ class QtGridBuilder(QWidget):
             "dataset": self.dataset.currentText().strip(),
         }
         chains = [
-            [] if name == "none" else [{"transform": name}]
+            [] if name == "none" else [self._step(name)]
             for name, box in self.preprocessing.items()
             if box.isChecked()
         ]
@@ -402,6 +421,17 @@ class QtGridBuilder(QWidget):
         doc["params"] = self._values("params")
         doc["models"] = {name: self._values(f"models.{name}") for name in self.chosen_models()}
         return doc
+
+    def _step(self, name: str) -> dict[str, Any]:
+        """One transform step with the parameters typed in its fields; ValueError (shown beside them) if wrong."""
+        _, form, problem = self.transform_forms[name]
+        try:
+            params = form.values()
+        except ValueError as exc:
+            problem.setText(str(exc))
+            raise
+        problem.setText("")
+        return {"transform": name, "params": params} if params else {"transform": name}
 
     def _values(self, prefix: str) -> dict[str, Any]:
         values = {}
@@ -431,6 +461,9 @@ class QtGridBuilder(QWidget):
         names = {"none" if not chain else chain[0]["transform"] for chain in chains}
         for name, box in self.preprocessing.items():
             box.setChecked(name in names)
+        for chain in chains:
+            if chain and chain[0]["transform"] in self.transform_forms:
+                self.transform_forms[chain[0]["transform"]][1].set_values(chain[0].get("params") or {})
         models = doc.get("models", {})
         for name, box in self.model_boxes.items():
             box.setChecked(name in models)
@@ -445,6 +478,8 @@ class QtGridBuilder(QWidget):
     def _changed(self, *_: Any) -> None:
         for name, group in self.model_groups.items():
             group.setVisible(self.model_boxes[name].isChecked())
+        for name, (group, _, _) in self.transform_forms.items():
+            group.setVisible(self.preprocessing[name].isChecked() and bool(group.findChild(TransformParamsForm).fields))
         self.samples.setEnabled(self.search.currentText() == "random")
         self._debounce.start()
 

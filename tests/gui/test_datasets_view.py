@@ -90,17 +90,24 @@ def test_that_the_datasets_model_passes_the_model_tester(qtmodeltester, qtbot, w
 
 
 def test_that_derive_records_a_child_version_with_its_parent(qtbot, window, tmp_path, monkeypatch) -> None:
-    from PySide6.QtWidgets import QInputDialog
-
     view = window.datasets_view
     drop(window, [npy_folder(tmp_path, "shapes")])
     qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=15_000)
     parent_ref = view.model.row(0)["ref"]
     view.table.selectRow(0)
-    monkeypatch.setattr(QInputDialog, "getItem", lambda *args: ("clip", True))
-    monkeypatch.setattr(QInputDialog, "getText", lambda *args: ("low = 0.2, high = 0.8", True))
     qtbot.waitUntil(view.buttons["derive"].isEnabled, timeout=15_000)
     view.buttons["derive"].click()
+    dialog = view.derive_dialog
+    dialog.transform.setCurrentText("clip")
+    assert set(dialog.form.fields) == {"low", "high", "rescale"}  # generated from clip's declared parameters
+    assert not dialog.buttons.button(dialog.buttons.StandardButton.Ok).isEnabled()  # low and high are required
+    assert "low" in dialog.error.text()
+    dialog.form.fields["low"].setText("0.2")
+    dialog.form.fields["high"].setText("eight")
+    assert "high" in dialog.error.text()
+    dialog.form.fields["high"].setText("0.8")
+    assert dialog.error.text() == ""
+    dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
     qtbot.waitUntil(lambda: view.model.rowCount() == 2 or view.problems.count() > 0, timeout=30_000)
     problems = [view.problems.item(i).text() for i in range(view.problems.count())]
     assert not problems

@@ -112,3 +112,22 @@ def test_that_the_test_fraction_reaches_the_queued_jobs(qtbot, builder, store) -
     qtbot.waitUntil(lambda: JobQueue(store).counts()["queued"] == 1, timeout=5000)
     (job,) = JobQueue(store).jobs()
     assert job.config["split"]["test"] == 0.15
+
+
+def test_that_a_transform_gets_fields_for_its_declared_parameters(qtbot, builder, tmp_path) -> None:
+    builder.preprocessing["clip"].setChecked(True)
+    group, form, problem = builder.transform_forms["clip"]
+    assert group.isVisibleTo(builder) and set(form.fields) == {"low", "high", "rescale"}
+    qtbot.waitUntil(lambda: "low" in problem.text(), timeout=5000)  # required, not filled in yet
+    assert not builder.enqueue_button.isEnabled()
+    form.fields["low"].setText("0.1")
+    form.fields["high"].setText("0.9")
+    qtbot.waitUntil(lambda: builder.summary.text().startswith("2 trainings"), timeout=5000)  # none, and clip
+    assert problem.text() == ""
+    assert builder.document()["preprocessing"] == [[], [{"transform": "clip", "params": {"low": 0.1, "high": 0.9}}]]
+    path = tmp_path / "grid.toml"
+    builder.save(path)
+    qtbot.waitUntil(path.exists, timeout=5000)
+    form.fields["low"].setText("")
+    builder.load(path)
+    qtbot.waitUntil(lambda: form.fields["low"].text() == "0.1", timeout=5000)
