@@ -45,8 +45,8 @@ from blueno.evaluation import sample_image
 from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.evaluation_models import to_qimage
-from gui.qt_transform_params import QtDeriveDialog
 from gui.table_model import ROW_ROLE, Column, Row, RowsTableModel
+from gui.transform_params import QtDeriveDialog
 from gui.workers import Fetcher, submit
 
 PREVIEW_PER_CLASS = 4

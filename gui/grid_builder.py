@@ -43,7 +43,7 @@ from blueno.store import Store
 from blueno.workspace import Workspace
 from blueno.zoo.base import TRAINING_PARAMS, Hyperparam
 from gui.formatting import format_duration
-from gui.qt_transform_params import TransformParamsForm
+from gui.transform_params import TransformParamsForm
 from gui.workers import Fetcher, submit
 
 VALIDATE_DELAY_MS = 150
