@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from blueno import datasets
 from blueno.estimate import Estimate, estimate, plan_grid
 from blueno.grid import Grid, GridError, load_grid, parse_grid, to_toml, zoo_models
+from blueno.grid_data import check_data_fits
 from blueno.queue import JobQueue
 from blueno.store import Store
 from blueno.workspace import Workspace
@@ -187,6 +188,8 @@ def check_grid(store: Store, text: str, workspace: Workspace | None = None) -> d
     """Validate and expand the form's TOML, and estimate its wall-clock time on the slots (worker thread)."""
     try:
         grid = parse_grid(text, source="grid", workspace=workspace)
+        if workspace is not None:
+            check_data_fits(store, workspace, grid)
     except GridError as exc:
         return {"error": exc}
     slots = 1
@@ -511,10 +514,12 @@ class QtGridBuilder(QWidget):
             if row is not None:
                 row.show_problem(f"{error.problem}; {error.fix}")
             self._show_dataset_problem(error.key.split(".")[0] == "dataset", error)
+            self._mark_model(error.key.split(".")[1] if error.key.startswith("models.") else None, error)
             self.problem.setText(form_problem(error))
             return
         self.problem.setText("")
         self._show_dataset_problem(False)
+        self._mark_model(None)
         self._grid = result["grid"]
         found: Estimate | None = result["estimate"]
         count = self._grid.count
@@ -527,6 +532,13 @@ class QtGridBuilder(QWidget):
                                     "first finished run.")
         self.summary.setText(text)
         self.enqueue_button.setEnabled(count > 0)
+
+    def _mark_model(self, name: str | None, error: GridError | None = None) -> None:
+        """Tint the model that cannot take the data (its check box says why); clear the others."""
+        for model, box in self.model_boxes.items():
+            bad = model == name and error is not None
+            box.setStyleSheet(ERROR_STYLE if bad else "")
+            box.setToolTip(error.fix if bad and error is not None else self._models[model].description)
 
     def _show_dataset_problem(self, shown: bool, error: GridError | None = None) -> None:
         if shown and error is not None and error.problem and self.dataset.currentText().strip():

@@ -131,3 +131,23 @@ def test_that_a_transform_gets_fields_for_its_declared_parameters(qtbot, builder
     form.fields["low"].setText("")
     builder.load(path)
     qtbot.waitUntil(lambda: form.fields["low"].text() == "0.1", timeout=5000)
+
+
+def test_that_a_model_that_cannot_take_the_data_is_refused_in_the_form(qtbot, builder, workspace, store, tmp_path):
+    for name, box in builder.model_boxes.items():
+        box.setChecked(name == "cnn3d")  # volumes only; digits are 8x8 images
+    qtbot.waitUntil(lambda: "cnn3d cannot take this data" in builder.problem.text(), timeout=5000)
+    assert "(8, 8)" in builder.problem.text() and not builder.enqueue_button.isEnabled()
+    assert builder.model_boxes["cnn3d"].styleSheet() != ""
+    builder.model_boxes["mlp"].setChecked(True)
+    builder.model_boxes["cnn3d"].setChecked(False)
+    qtbot.waitUntil(builder.enqueue_button.isEnabled, timeout=5000)
+    assert builder.model_boxes["cnn3d"].styleSheet() == ""
+    path = tmp_path / "cnn3d.toml"  # the CLI path refuses the same grid with the same check
+    path.write_text('dataset = "digits"\n[models.cnn3d]\n')
+    from blueno.cli.batch_cmd import submit_grid
+    from blueno.grid import GridError
+
+    with pytest.raises(GridError, match="cnn3d cannot take this data"):
+        submit_grid(workspace, store, str(path))
+    assert JobQueue(store).counts().get("queued", 0) == 0
