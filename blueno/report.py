@@ -84,13 +84,13 @@ def _curves(store: Store, run: dict[str, Any]) -> str:
         for i, name in enumerate(n for n in names if n in keys):
             steps, values = metrics.history(store, run["id"], name)
             lines.append(Line(name, steps.tolist(), [None if math.isnan(v) else v for v in values.tolist()],
-                              PALETTE[i], dashed=not name.startswith("val_")))
+                              PALETTE[i], dashed=name.startswith("val_")))
         if lines:
             charts.append(line_chart(lines, title=title, x_label="epoch", y_label=title.split()[0],
                                      marker_x=run["best_epoch"], integer_x=True))
     if not charts:
         return ""
-    return ('<section><h2>Training curves</h2><p class="note">Dashed: training split; solid: validation. '
+    return ('<section><h2>Training curves</h2><p class="note">Solid: training split; dashed: validation. '
             'The dotted vertical line is the saved (best) epoch.</p>'
             f'<div class="row">{"".join(charts)}</div></section>')
 

@@ -107,10 +107,31 @@ def figures(run: dict[str, Any]) -> dict[str, float | None]:
 
 
 def _better(metric: str, values: list[float | None]) -> int | None:
+    best = _best_columns(metric, values)
+    return best[0] if best else None
+
+
+def _best_columns(metric: str, values: list[float | None]) -> list[int]:
+    """Every column holding the best value of ``metric`` (ties are all best)."""
     defined = [(v, i) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
     if not defined:
-        return None
-    return (max if is_maximized(metric) else min)(defined)[1]
+        return []
+    top = (max if is_maximized(metric) else min)(v for v, _ in defined)
+    return [i for v, i in defined if v == top]
+
+
+def is_validation_metric(name: str) -> bool:
+    """A figure measured on the validation split: the only ones runs are ranked (and starred) on."""
+    return name.startswith(("val_", "validation."))
+
+
+def category_key(value: Any) -> tuple[int, float, str]:
+    """Sort key for a categorical axis: numbers by value, then text, then None (16 after 8, not before)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, float(value), "")
+    if value is None:
+        return (2, 0.0, "")
+    return (1, 0.0, dumps(value))
 
 
 def rank_key(metric: str, value: float | None) -> float:
@@ -178,7 +199,7 @@ class Comparison:
     run_ids: list[int]
     labels: list[str]  # "run 12 (mlp)" etc.
     params: list[dict[str, Any]]  # {"name", "values", "differs"}
-    metrics: list[dict[str, Any]]  # {"name", "values", "best": column index or None, "test": bool}
+    metrics: list[dict[str, Any]]  # {"name", "values", "best": first best column or None, "best_columns", "test"}
 
 
 def compare_runs(store: Store, run_ids: list[int]) -> Comparison:
@@ -198,7 +219,10 @@ def compare_runs(store: Store, run_ids: list[int]) -> Comparison:
     rows = []
     for key in keys:
         values = [f.get(key) for f in all_figures]
-        rows.append({"name": key, "values": values, "best": _better(key, values), "test": key.startswith("test.")})
+        ranked = is_validation_metric(key)  # training and test figures are shown, never starred
+        columns = _best_columns(key, values) if ranked else []
+        rows.append({"name": key, "values": values, "best": columns[0] if columns else None,
+                     "best_columns": columns, "test": key.startswith("test.")})
     labels = [f"run {run['id']} ({run['model']})" for run in runs]
     return Comparison(list(run_ids), labels, params, rows)
 
@@ -246,7 +270,8 @@ def parallel_coordinates(store: Store, experiment_id: int, metric: str | None = 
             positive = [v for v in values if v > 0]
             axis["log"] = len(positive) == len(values) and max(positive) / min(positive) > 10
         else:
-            categories = sorted({dumps(v) for v in values})
+            distinct = {dumps(v): v for v in values}
+            categories = sorted(distinct, key=lambda c: category_key(distinct[c]))
             axis["categories"] = [json.loads(c) for c in categories]
             axis["positions"] = [categories.index(dumps(v)) for v in values]
         axes.append(axis)
@@ -416,6 +441,12 @@ def evaluate_test(workspace: Workspace, store: Store, run_ids: list[int]) -> dic
     for run_id in run_ids:
         run = get_run(store, run_id)
         _finished(run)
+        if run["kind"] == "train" and not ((run.get("config") or {}).get("split") or {}).get("test"):
+            raise BluenoError(
+                f"run {run_id} was trained without a held-out test split, so there is nothing to evaluate; "
+                "train it again with a test fraction (the grid builder's Test fraction, or test = 0.1 under "
+                "[split] in a grid file)"
+            )
         if run["kind"] == "ensemble":
             members = run["params"]["members"]
             for member in members:

@@ -32,7 +32,7 @@ import psutil
 from blueno import BluenoError
 from blueno.queue import Job, JobQueue, JobState, RecoveryReport
 from blueno.store import Store, dumps, now
-from blueno.workspace import Workspace
+from blueno.workspace import Workspace, parse_gpu_ids
 
 GRACE_S = 10.0  # SIGTERM → SIGKILL
 HEARTBEAT_S = 2.0
@@ -72,9 +72,7 @@ def detect_slots(gpus: str | None = None, slots: int | None = None) -> list[Slot
     if gpus is not None and slots is not None:
         raise BluenoError("give either --gpus (GPU slots) or --slots (CPU slots), not both")
     if gpus is not None:
-        ids = [g.strip() for g in gpus.split(",") if g.strip()]
-        if not ids:
-            raise BluenoError(f"--gpus {gpus!r} names no GPU; use e.g. --gpus 0,1")
+        ids = parse_gpu_ids(gpus)
         return [Slot(f"gpu{g}", g) for g in ids]
     if slots is not None:
         if slots < 1:

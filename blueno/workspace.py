@@ -22,6 +22,8 @@ from blueno import BluenoError
 from blueno.settings_check import settings_problems
 
 ENV_HOME = "BLUENO_HOME"
+# What CUDA_VISIBLE_DEVICES accepts: an index, a GPU UUID or a MIG instance.
+GPU_ID = re.compile(r"\d+|GPU-[0-9A-Fa-f-]+|MIG-[\w/-]+")
 SETTINGS_FILE = "settings.toml"
 SECRET_KEY = re.compile(r"(password|secret|token|api_key|webhook)", re.IGNORECASE)
 log = logging.getLogger(__name__)
@@ -77,6 +79,26 @@ def holds_secrets(settings: Mapping[str, Any]) -> bool:
         return False
 
     return walk(settings)
+
+
+def parse_gpu_ids(text: str, source: str = "--gpus") -> list[str]:
+    """The GPUs a comma-separated list names (``0,1``; UUIDs too), or a BluenoError saying what is wrong.
+
+    The settings dialog, the settings file and ``--gpus`` all go through here, so "abc"
+    is refused where it is typed instead of becoming a slot that trains on the CPU.
+    """
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise BluenoError(f"{source} {text!r} names no GPU; write GPU numbers separated by commas, e.g. 0,1")
+    bad = [part for part in ids if not GPU_ID.fullmatch(part)]
+    if bad:
+        raise BluenoError(
+            f"{source}: {', '.join(repr(b) for b in bad)} is not a GPU; write GPU numbers separated by "
+            "commas (e.g. 0,1, as nvidia-smi numbers them) or leave it empty to use every GPU found"
+        )
+    if len(set(ids)) != len(ids):
+        raise BluenoError(f"{source} {text!r} names a GPU twice; list each GPU once, e.g. 0,1")
+    return ids
 
 
 def _checkout_root() -> Path | None:
@@ -227,20 +249,33 @@ class Workspace:
     def save_settings(self, changes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         """Merge ``changes`` (section → key → value; "" or None removes the key) into the settings file.
 
-        Written to a temporary file and renamed, so a crash never leaves half a file.
+        Values are checked first (``[scheduler] gpus``: :func:`parse_gpu_ids`), so a bad one
+        leaves the file as it was.  The file is edited with tomlkit, so the user's comments
+        and layout survive, and written to a temporary file and renamed, so a crash never
+        leaves half a file.
         """
-        from blueno.grid_toml import write_toml
+        import tomlkit
 
-        merged = {key: dict(value) if isinstance(value, dict) else value for key, value in self.settings().items()}
+        gpus = (changes.get("scheduler") or {}).get("gpus")
+        if gpus not in ("", None):
+            parse_gpu_ids(str(gpus), source=f"{self.settings_path.name} [scheduler] gpus")
+        self.settings()  # a file that does not parse is reported, not overwritten
+        try:
+            document = tomlkit.parse(self.settings_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            document = tomlkit.document()
         for section, values in changes.items():
-            table = merged.setdefault(section, {})
+            if section not in document:
+                document.add(section, tomlkit.table())
+            table = document[section]
             for key, value in values.items():
                 if value in ("", None):
                     table.pop(key, None)
                 else:
                     table[key] = value
             if not table:
-                merged.pop(section)
+                document.pop(section)
+        merged = document.unwrap()
         problems = settings_problems(merged)
         if problems:
             raise BluenoError(f"settings not saved: {'; '.join(problems)}.")
@@ -248,7 +283,7 @@ class Workspace:
         tmp = self.settings_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(write_toml(merged))
+            handle.write(tomlkit.dumps(document))
         os.chmod(tmp, 0o600 if holds_secrets(merged) else 0o644)  # URLs with passwords, tokens: owner only
         os.replace(tmp, self.settings_path)
         return merged

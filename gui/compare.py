@@ -51,7 +51,7 @@ class ComparisonModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.comparison.run_ids)
 
     def _is_best(self, kind: str, row: dict[str, Any], column: int) -> bool:
-        return kind == "metric" and not row["test"] and row["best"] == column
+        return kind == "metric" and not row["test"] and column in row.get("best_columns", ())
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():

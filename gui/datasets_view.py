@@ -8,7 +8,6 @@ file.  The preview decodes a few samples per class off the GUI thread too.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
-    QInputDialog,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -39,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from blueno import datasets
+from blueno import BluenoError, datasets
 from blueno.datasets import DatasetVersion
 from blueno.datasets.importing import default_name, import_path
 from blueno.datasets.task import Progress, Task
@@ -48,6 +46,7 @@ from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.evaluation_models import to_qimage
 from gui.table_model import ROW_ROLE, Column, Row, RowsTableModel
+from gui.transform_params import QtDeriveDialog
 from gui.workers import Fetcher, submit
 
 PREVIEW_PER_CLASS = 4
@@ -131,6 +130,37 @@ class ImportRequest:
     name: str
     label_col: str | None
     link: bool
+
+
+IMPORT_FILTER = "Datasets (*.npz *.csv *.zip *.tar *.tar.gz *.tgz);;All files (*)"
+# Command-line words in library messages, as this window names the same thing.
+GUI_WORDS = {
+    "--label-col": "the Label column field of the import dialog",
+    "--id-col": "an id column named 'id'",
+    "--link": "“link instead of copying”",
+    "--name": "the Name field",
+}
+
+
+def gui_words(text: str) -> str:
+    """A library message with its command-line flags named as the window's fields."""
+    for flag, words in GUI_WORDS.items():
+        text = text.replace(f"fix {flag}", f"fix {words}").replace(f"with {flag}", f"with {words}")
+        text = text.replace(flag, words)
+    return text
+
+
+def refuse_file(path: Path) -> str | None:
+    """Why a dropped *file* cannot be imported (its suffix says so), or None; folders are checked on import."""
+    from blueno.datasets.kinds import detect_kind
+
+    if not path.is_file():
+        return None
+    try:
+        detect_kind(path)
+    except BluenoError as exc:
+        return gui_words(str(exc))
+    return None
 
 
 class QtImportDialog(QDialog):
@@ -310,6 +340,8 @@ class QtDatasetsView(QWidget):
 
         self.problems = QListWidget(self)
         self.problems.setMaximumHeight(110)
+        self.problems.setWordWrap(True)  # a long problem wraps instead of running off to the right
+        self.problems.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.problems.setToolTip("problems found by the last import or check, per file")
         self.hint = QLabel("Drop files, folders or archives anywhere on the window to import them.", self)
 
@@ -401,16 +433,39 @@ class QtDatasetsView(QWidget):
             self.import_paths(paths)
 
     def choose_and_import(self) -> None:
+        """Files and archives (File → Import dataset…); folders have their own action (a dialog picks one kind)."""
+        files, _ = QFileDialog.getOpenFileNames(self, "Import datasets", str(Path.home()), IMPORT_FILTER)
+        if files:
+            self.import_paths([Path(f) for f in files])
+
+    def choose_folder_and_import(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Import a dataset folder", str(Path.home()))
         if folder:
             self.import_paths([Path(folder)])
 
     def import_paths(self, paths: list[Path], confirm: bool = True) -> None:
-        """Confirm name and label column, then import each path in turn off the GUI thread."""
+        """Confirm name and label column, then import each path in turn off the GUI thread.
+
+        A file that cannot be a dataset (a dropped ``notes.txt``) is named and refused
+        before any dialog; the others go ahead.
+        """
+        refused = []
+        for path in paths:
+            problem = refuse_file(path)
+            if problem:
+                refused.append(path)
+                self.problems.addItem(problem)
+        paths = [p for p in paths if p not in refused]
+        if refused:
+            names = ", ".join(p.name for p in refused)
+            self.status_message.emit(f"{names}: not a dataset Blueno can import (see the problems below)")
+        if not paths:
+            return
         dialog = QtImportDialog(paths, self)
         if confirm and not dialog.exec():
             return
-        self.problems.clear()
+        if not refused:
+            self.problems.clear()
         self._pending.extend(dialog.requests())
         self._next_import()
 
@@ -485,26 +540,17 @@ class QtDatasetsView(QWidget):
             )
 
     def derive(self) -> None:
+        """Choose a transform and fill in the fields of its declared parameters, then derive."""
         version = self.selected()
         if version is None:
             return
-        import etl
+        dialog = QtDeriveDialog(version.ref, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self._derive(version, *dialog.chosen()))
+        self.derive_dialog = dialog  # the open dialog, for tests
+        dialog.open()
 
-        transform, ok = QInputDialog.getItem(
-            self, "Derive", f"Transform to apply to {version.ref}", etl.names(), 0, False
-        )
-        if not (ok and transform):
-            return
-        text, ok = QInputDialog.getText(
-            self, "Derive", f"Parameters of {transform} as TOML (empty: its defaults), e.g. low = 0, high = 1"
-        )
-        if not ok:
-            return
-        try:
-            params = tomllib.loads(f"p = {{ {text} }}")["p"]
-        except tomllib.TOMLDecodeError as exc:
-            self.problems.addItem(f"{transform}: the parameters are not TOML ({exc})")
-            return
+    def _derive(self, version: DatasetVersion, transform: str, params: dict[str, Any]) -> None:
         from blueno.datasets.derive import derive
 
         self._run(
@@ -548,9 +594,9 @@ class QtDatasetsView(QWidget):
             problems = getattr(exc, "problems", None)  # InvalidDataset: every problem, by file
             if problems:
                 for name, message in problems:
-                    self.problems.addItem(f"{subject}/{name}: {message}")
+                    self.problems.addItem(gui_words(f"{subject}/{name}: {message}"))
             else:
-                self.problems.addItem(f"{subject}: {exc}")
+                self.problems.addItem(gui_words(f"{subject}: {exc}"))
             self.status_message.emit(f"{label} failed: see the problems below")
 
         submit(work, handle.task, on_done=finished, on_error=failed)

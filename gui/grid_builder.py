@@ -36,13 +36,15 @@ from PySide6.QtWidgets import (
 )
 
 from blueno import datasets
+from blueno.estimate import Estimate, estimate, plan_grid
 from blueno.grid import Grid, GridError, load_grid, parse_grid, to_toml, zoo_models
-from blueno.monitor import estimate_seconds
+from blueno.grid_data import check_data_fits
 from blueno.queue import JobQueue
 from blueno.store import Store
 from blueno.workspace import Workspace
 from blueno.zoo.base import TRAINING_PARAMS, Hyperparam
 from gui.formatting import format_duration
+from gui.transform_params import TransformParamsForm
 from gui.workers import Fetcher, submit
 
 VALIDATE_DELAY_MS = 150
@@ -183,12 +185,31 @@ class ParamRow:
 
 
 def check_grid(store: Store, text: str, workspace: Workspace | None = None) -> dict[str, Any]:
-    """Validate and expand the form's TOML, and estimate its time (worker thread)."""
+    """Validate and expand the form's TOML, and estimate its wall-clock time on the slots (worker thread)."""
     try:
         grid = parse_grid(text, source="grid", workspace=workspace)
+        if workspace is not None:
+            check_data_fits(store, workspace, grid)
     except GridError as exc:
         return {"error": exc}
-    return {"grid": grid, "seconds": estimate_seconds(store, grid)}
+    slots = 1
+    if workspace is not None:
+        from blueno.scheduler import configured_slots
+
+        try:
+            slots = len(configured_slots(workspace))
+        except Exception:  # a bad settings file is the settings dialog's to report, not the estimate's
+            slots = 1
+    return {"grid": grid, "estimate": estimate(store, plan_grid(store, grid.configs), slots)}
+
+
+def form_problem(error: GridError) -> str:
+    """A grid problem in the form's words: fields and buttons, not TOML keys."""
+    if error.key.split(".")[0] == "dataset":
+        return ((f"Dataset: {error.problem}. " if error.problem else "")
+                + "Choose a dataset in the Dataset field: pick one from the list, or import one first "
+                "(Datasets tab, or File → Import dataset…, Ctrl+I).")
+    return f"{error.key + ': ' if error.key else ''}{error.problem}; {error.fix}"
 
 
 class QtGridBuilder(QWidget):
@@ -223,13 +244,28 @@ class QtGridBuilder(QWidget):
         self.validation.setRange(0.05, 0.9)
         self.validation.setSingleStep(0.05)
         self.validation.setValue(0.2)
+        self.validation.setToolTip("share of the samples kept aside to choose the best epoch")
+        self.test = QDoubleSpinBox(self)
+        self.test.setRange(0.0, 0.5)
+        self.test.setSingleStep(0.05)
+        self.test.setValue(0.0)
+        self.test.setSpecialValueText("none")
+        self.test.setToolTip("share of the samples held out of training and validation, for a final unbiased "
+                             "measure (Runs → Evaluate on TEST split); none: every run's TEST button stays grey")
+        self.dataset_problem = QLabel(self)
+        self.dataset_problem.setStyleSheet(ERROR_STYLE)
+        self.dataset_problem.setWordWrap(True)
+        self.dataset_problem.setVisible(False)
         self.preprocessing: dict[str, QCheckBox] = {}
+        self.transform_forms: dict[str, tuple[QGroupBox, TransformParamsForm, QLabel]] = {}
 
         general = QFormLayout()
         general.addRow("Name", self.name)
         general.addRow("Dataset", self.dataset)
+        general.addRow("", self.dataset_problem)
         general.addRow("Search", self._pair(self.search, QLabel("samples"), self.samples))
         general.addRow("Validation fraction", self.validation)
+        general.addRow("Test fraction", self.test)
         general.addRow("Preprocessing", self._preprocessing_boxes())
         self.model_boxes: dict[str, QCheckBox] = {}
         models_row = QHBoxLayout()
@@ -289,6 +325,7 @@ class QtGridBuilder(QWidget):
             self.search.currentTextChanged,
             self.samples.valueChanged,
             self.validation.valueChanged,
+            self.test.valueChanged,
         ):
             signal.connect(self._changed)
         self._debounce = QTimer(self)
@@ -330,7 +367,24 @@ class QtGridBuilder(QWidget):
             box.toggled.connect(self._changed)
         holder = self._pair(*boxes)
         holder.setToolTip("each checked entry is one preprocessing chain: the grid trains on each")
-        return holder
+        column = QWidget(self)
+        layout = QVBoxLayout(column)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(holder)
+        for name in etl.names():  # each checked transform's parameters, from what it declares
+            group = QGroupBox(f"{name} parameters", self)
+            group_layout = QVBoxLayout(group)
+            form = TransformParamsForm(name, group)
+            form.changed.connect(self._changed)
+            problem = QLabel(group)
+            problem.setStyleSheet(ERROR_STYLE)
+            problem.setWordWrap(True)
+            group_layout.addWidget(form)
+            group_layout.addWidget(problem)
+            group.setVisible(False)
+            self.transform_forms[name] = (group, form, problem)
+            layout.addWidget(group)
+        return column
 
     def _param_group(self, title: str, hyperparams: tuple[Hyperparam, ...], prefix: str) -> QGroupBox:
         group = QGroupBox(title, self)
@@ -356,18 +410,31 @@ class QtGridBuilder(QWidget):
             "dataset": self.dataset.currentText().strip(),
         }
         chains = [
-            [] if name == "none" else [{"transform": name}]
+            [] if name == "none" else [self._step(name)]
             for name, box in self.preprocessing.items()
             if box.isChecked()
         ]
         if chains and chains != [[]]:
             doc["preprocessing"] = chains
         doc["split"] = {"validation": round(self.validation.value(), 4)}
+        if self.test.value() > 0:
+            doc["split"]["test"] = round(self.test.value(), 4)
         if self.search.currentText() == "random":
             doc["search"] = {"mode": "random", "samples": self.samples.value()}
         doc["params"] = self._values("params")
         doc["models"] = {name: self._values(f"models.{name}") for name in self.chosen_models()}
         return doc
+
+    def _step(self, name: str) -> dict[str, Any]:
+        """One transform step with the parameters typed in its fields; ValueError (shown beside them) if wrong."""
+        _, form, problem = self.transform_forms[name]
+        try:
+            params = form.values()
+        except ValueError as exc:
+            problem.setText(str(exc))
+            raise
+        problem.setText("")
+        return {"transform": name, "params": params} if params else {"transform": name}
 
     def _values(self, prefix: str) -> dict[str, Any]:
         values = {}
@@ -392,10 +459,14 @@ class QtGridBuilder(QWidget):
         self.search.setCurrentText(search.get("mode", "grid"))
         self.samples.setValue(int(search.get("samples") or 20))
         self.validation.setValue(float(doc.get("split", {}).get("validation", 0.2)))
+        self.test.setValue(float(doc.get("split", {}).get("test", 0.0)))
         chains = doc.get("preprocessing", [[]])
         names = {"none" if not chain else chain[0]["transform"] for chain in chains}
         for name, box in self.preprocessing.items():
             box.setChecked(name in names)
+        for chain in chains:
+            if chain and chain[0]["transform"] in self.transform_forms:
+                self.transform_forms[chain[0]["transform"]][1].set_values(chain[0].get("params") or {})
         models = doc.get("models", {})
         for name, box in self.model_boxes.items():
             box.setChecked(name in models)
@@ -410,6 +481,8 @@ class QtGridBuilder(QWidget):
     def _changed(self, *_: Any) -> None:
         for name, group in self.model_groups.items():
             group.setVisible(self.model_boxes[name].isChecked())
+        for name, (group, _, _) in self.transform_forms.items():
+            group.setVisible(self.preprocessing[name].isChecked() and bool(group.findChild(TransformParamsForm).fields))
         self.samples.setEnabled(self.search.currentText() == "random")
         self._debounce.start()
 
@@ -417,6 +490,12 @@ class QtGridBuilder(QWidget):
         """Rebuild the TOML from the form and check it off the GUI thread."""
         self._grid = None
         self.enqueue_button.setEnabled(False)
+        if not self.dataset.currentText().strip():
+            self._show_dataset_problem(True)
+            self.summary.setText("")
+            self.problem.setText(form_problem(GridError("grid", "dataset", "", "")))
+            return
+        self._show_dataset_problem(False)
         try:
             self._text = to_toml(self.document())
         except ValueError as exc:
@@ -434,19 +513,48 @@ class QtGridBuilder(QWidget):
             row = self.rows.get(error.key)
             if row is not None:
                 row.show_problem(f"{error.problem}; {error.fix}")
-            self.problem.setText(f"{error.key + ': ' if error.key else ''}{error.problem}; {error.fix}")
+            self._show_dataset_problem(error.key.split(".")[0] == "dataset", error)
+            self._mark_model(error.key.split(".")[1] if error.key.startswith("models.") else None, error)
+            self.problem.setText(form_problem(error))
             return
         self.problem.setText("")
+        self._show_dataset_problem(False)
+        self._mark_model(None)
         self._grid = result["grid"]
-        seconds = result["seconds"]
+        found: Estimate | None = result["estimate"]
         count = self._grid.count
         text = f"{count} training{'s' if count != 1 else ''}"
-        if seconds is not None:
-            text += f" · about {format_duration(seconds)} of training (from past runs; divide by your slots)"
+        if found is not None:
+            text += f" · {found.describe(format_duration)}"
+            self.summary.setToolTip(f"Estimated from {found.basis}; it follows the runs as they finish.")
+        else:
+            self.summary.setToolTip("No training has finished in this workspace yet: the estimate starts with the "
+                                    "first finished run.")
         self.summary.setText(text)
         self.enqueue_button.setEnabled(count > 0)
 
+    def _mark_model(self, name: str | None, error: GridError | None = None) -> None:
+        """Tint the model that cannot take the data (its check box says why); clear the others."""
+        for model, box in self.model_boxes.items():
+            bad = model == name and error is not None
+            box.setStyleSheet(ERROR_STYLE if bad else "")
+            box.setToolTip(error.fix if bad and error is not None else self._models[model].description)
+
+    def _show_dataset_problem(self, shown: bool, error: GridError | None = None) -> None:
+        if shown and error is not None and error.problem and self.dataset.currentText().strip():
+            text = f"{error.problem}. Pick a dataset from the list, or import it on the Datasets tab (Ctrl+I)."
+        else:
+            text = "Choose a dataset: pick one from the list, or import one on the Datasets tab (Ctrl+I)."
+        self.dataset_problem.setText(text if shown else "")
+        self.dataset_problem.setVisible(shown)
+
+    def refresh(self) -> None:
+        """Re-read the dataset list (the database changed: an import here, in a terminal, F5)."""
+        self._datasets.request()
+
     def _on_datasets(self, names: list[str]) -> None:
+        if names == [self.dataset.itemText(i) for i in range(self.dataset.count())]:
+            return
         current = self.dataset.currentText()
         self.dataset.blockSignals(True)
         self.dataset.clear()

@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
 from blueno import __version__
@@ -21,11 +21,13 @@ from blueno.queue import JobQueue
 from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.datasets_view import QtDatasetsView
+from gui.desktop import open_folder
 from gui.grid_builder import QtGridBuilder
 from gui.queue_view import QtQueueView
 from gui.runs_view import QtRunsView
 from gui.scheduler_control import SchedulerControl, SchedulerStatus
 from gui.settings_dialog import QtSettingsDialog
+from gui.settings_dialog import read as read_settings
 from gui.watcher import StoreWatcher
 from gui.workers import Fetcher, lower_priority, submit
 
@@ -140,7 +142,14 @@ class MainWindow(QMainWindow):
             "&Import dataset…",
             "Ctrl+I",
             self.datasets_view.choose_and_import,
-            "Import files, a folder or an archive as a dataset",
+            "Import .npz, .csv files or .zip/.tar.gz archives as datasets",
+        )
+        self._action(
+            file_menu,
+            "Import dataset &folder…",
+            "Ctrl+Shift+I",
+            self.datasets_view.choose_folder_and_import,
+            "Import a folder (.npy arrays with labels.csv, or one sub-folder of images per class)",
         )
         self._action(file_menu, "&Open grid…", QKeySequence.StandardKey.Open, self.grid_view.load_dialog)
         self._action(file_menu, "&Save grid…", QKeySequence.StandardKey.Save, self.grid_view.save_dialog)
@@ -149,7 +158,7 @@ class MainWindow(QMainWindow):
             file_menu,
             "Open &workspace folder",
             None,
-            lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.workspace.root))),
+            self.open_workspace_folder,
         )
         self._action(file_menu, "Se&ttings…", "Ctrl+,", self.open_settings)
         file_menu.addSeparator()
@@ -195,6 +204,7 @@ class MainWindow(QMainWindow):
         self.queue_view.refresh()
         self.runs_view.refresh()
         self.datasets_view.refresh()
+        self.grid_view.refresh()
 
     def _on_sync_started(self, sync: Any) -> None:
         self._sync = sync
@@ -208,18 +218,25 @@ class MainWindow(QMainWindow):
         if sync is not None:
             sync.stop()
 
+    def open_workspace_folder(self) -> None:
+        problem = open_folder(self.workspace.root)
+        if problem:
+            self.show_message(problem)
+
     def show_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
 
     def open_settings(self) -> None:
         """Read the settings off the GUI thread, then show them in the dialog."""
-        submit(self.workspace.settings, on_done=self._edit_settings,
+        submit(read_settings, self.workspace, on_done=self._edit_settings,
                on_error=lambda exc: QMessageBox.warning(self, "Blueno", str(exc)))
 
-    def _edit_settings(self, current: dict[str, Any]) -> None:
-        dialog = QtSettingsDialog(self.workspace, current, self)
-        if dialog.exec():
-            self.show_message(f"settings saved to {self.workspace.settings_path}")
+    def _edit_settings(self, read: tuple[dict[str, Any], bool]) -> None:
+        current, key_stored = read
+        dialog = QtSettingsDialog(self.workspace, current, key_stored, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.show_message(f"settings saved to {self.workspace.settings_path}"))
+        dialog.open()  # window-modal without a nested event loop
 
     def _on_scheduler(self, status: SchedulerStatus) -> None:
         self._scheduler_label.setText(status.describe())

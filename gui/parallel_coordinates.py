@@ -3,8 +3,9 @@
 The data is :func:`blueno.runs.parallel_coordinates` (numeric, log and
 categorical axes), read off the GUI thread.  Each axis is scaled to [0, 1]:
 linear, log10 when the engine says the values span decades, or one position
-per category.  Lines are coloured by the metric (viridis, yellow the best; grey where a
-run has no value).  Dragging along an axis **brushes** a range on it; the runs
+per category.  Lines are coloured by the metric (pale the worst, deep indigo
+the best, drawn on top; dashed grey where a run has no value); axis labels sit
+above the lines.  Dragging along an axis **brushes** a range on it; the runs
 passing every brush are emitted as :attr:`QtParallelCoordinates.brushed`
 (``None`` when nothing is brushed) and the runs table filters to them.  A
 click on an axis clears its brush.
@@ -32,7 +33,10 @@ from gui.formatting import format_value
 from gui.workers import Fetcher, submit
 
 HALF_WIDTH = 0.12  # an axis's brushable strip, in axis spacings
-COLOURS = pg.colormap.get("viridis")
+# Pale to deep: the best runs stand out on white and nothing is yellow (illegible on a white background).
+COLOURS = pg.ColorMap([0.0, 0.5, 1.0], [(207, 216, 220), (92, 107, 192), (26, 35, 126)])
+LABEL_Z = 20  # axis titles and ticks above the lines and brushes
+NO_VALUE = "#9e9e9e"
 
 
 def scale_axis(axis: dict[str, Any]) -> tuple[np.ndarray, list[tuple[float, str]]]:
@@ -147,12 +151,9 @@ class ParallelCoordinatesPlot(pg.PlotWidget):
         n = len(axes)
         self.setXRange(-0.5, n - 0.5, padding=0)
         self.setYRange(-0.06, 1.12, padding=0)
-        scores = self.goodness()
         self.lines = []
         for j in range(len(coords.run_ids)):
-            colour = COLOURS.map(float(scores[j]), mode="qcolor") if np.isfinite(scores[j]) else pg.mkColor("#9e9e9e")
-            line = pg.PlotCurveItem(np.arange(n, dtype=float), self.heights[:, j], pen=pg.mkPen(colour, width=1.5),
-                                    connect="finite")
+            line = pg.PlotCurveItem(np.arange(n, dtype=float), self.heights[:, j], connect="finite")
             self.addItem(line)
             self.lines.append(line)
         self.brushes = []
@@ -162,10 +163,12 @@ class ParallelCoordinatesPlot(pg.PlotWidget):
             title = f"{axis['name']}{' (log)' if axis.get('log') else ''}"
             label = pg.TextItem(title, color="#1565c0" if is_metric else "#202020", anchor=(0.5, 1.0))
             label.setPos(i, 1.03)
+            label.setZValue(LABEL_Z)
             self.addItem(label)
             for height, text in ticks:
-                tick = pg.TextItem(text, color="#616161", anchor=(1.0, 0.5))
+                tick = pg.TextItem(text, color="#424242", anchor=(1.0, 0.5), fill=pg.mkBrush(255, 255, 255, 210))
                 tick.setPos(i - 0.03, height)
+                tick.setZValue(LABEL_Z)
                 self.addItem(tick)
             brush = AxisBrush(float(i), self._emit)
             self.addItem(brush)
@@ -173,6 +176,12 @@ class ParallelCoordinatesPlot(pg.PlotWidget):
             if axis["name"] in kept:
                 brush.set_range(kept[axis["name"]], notify=False)
         self._restyle()
+
+    def reset(self) -> None:
+        """Nothing to show: no lines, no axes, no brushes."""
+        self.clear()
+        self.coords, self.names, self.brushes, self.lines = None, [], [], []
+        self.heights = np.zeros((0, 0))
 
     def goodness(self) -> np.ndarray:
         """Each run's metric scaled so that 1 is the best (a loss is turned upside down): its colour."""
@@ -206,9 +215,13 @@ class ParallelCoordinatesPlot(pg.PlotWidget):
         scores = self.goodness()
         for run_id, line, score in zip(self.coords.run_ids if self.coords else [], self.lines, scores, strict=False):
             if chosen_set is None or run_id in chosen_set:
-                colour = COLOURS.map(float(score), mode="qcolor") if np.isfinite(score) else pg.mkColor("#9e9e9e")
-                line.setPen(pg.mkPen(colour, width=2 if chosen_set is not None else 1.5))
-                line.setZValue(1)
+                if np.isfinite(score):
+                    pen = pg.mkPen(COLOURS.map(float(score), mode="qcolor"), width=1.5 + 1.5 * float(score))
+                    line.setZValue(1 + float(score))  # the better, the higher: the best are never hidden
+                else:
+                    pen = pg.mkPen(NO_VALUE, width=1, style=Qt.PenStyle.DashLine)
+                    line.setZValue(0.5)
+                line.setPen(pen)
             else:
                 line.setPen(pg.mkPen(200, 200, 200, 120, width=1))
                 line.setZValue(0)
@@ -293,15 +306,31 @@ class QtParallelCoordinates(QWidget):
         self._fill(self.metric, [(m, m) for m in data["metrics"]], coords.metric if coords else None)
         self.export_button.setEnabled(data["experiment_id"] is not None)
         if coords is None:
-            self.message.setText("No experiment has finished runs yet.")
+            self.plot.reset()
+            self.message.setText("No experiment has finished runs yet: they appear here when the first run ends.")
             return
         old = self.plot.coords
         if old is None or (old.run_ids, old.scores, old.axes, old.metric) != (
             coords.run_ids, coords.scores, coords.axes, coords.metric
         ):
             self.plot.set_coordinates(coords)
-            if not coords.axes:
-                self.message.setText("No hyperparameter varies between the finished runs of this experiment.")
+        self.message.setText(self.caption())
+
+    def caption(self) -> str:
+        """What the plot shows now: set from the current state every time, never left from an earlier one."""
+        coords = self.plot.coords
+        if coords is None:
+            return "No experiment has finished runs yet: they appear here when the first run ends."
+        n = len(coords.run_ids)
+        if not coords.axes:
+            return (f"{n} finished run{'s' * (n != 1)}; no hyperparameter varies between them: "
+                    "only the metric axis is drawn.")
+        chosen = self.plot.selected()
+        if chosen is not None:
+            return (f"{len(chosen)} of {n} runs inside the brushed ranges; the runs table shows only them. "
+                    "Darker lines are better.")
+        return (f"{n} finished runs, {len(coords.axes)} varying hyperparameter{'s' * (len(coords.axes) != 1)}. "
+                "Darker lines are better. Drag along an axis to keep only the runs in that range; click it to clear.")
 
     @staticmethod
     def _fill(combo: QComboBox, items: list[tuple[str, Any]], current: Any) -> None:
@@ -316,11 +345,7 @@ class QtParallelCoordinates(QWidget):
             combo.setCurrentIndex(at)
 
     def _on_brushed(self, run_ids: list[int] | None) -> None:
-        if run_ids is None:
-            self.message.setText("No brush: the runs table shows every run.")
-        else:
-            self.message.setText(f"{len(run_ids)} of {len(self.plot.coords.run_ids) if self.plot.coords else 0} runs "
-                                 "inside the brushed ranges; the runs table shows only them. Colour: yellow is best.")
+        self.message.setText(self.caption())
         self.brushed.emit(run_ids)
 
     def choose_and_export(self) -> None:

@@ -224,7 +224,7 @@ class QtQueueView(QWidget):
             "Cancel",
             "Cancel the selected jobs",
             QKeySequence.StandardKey.Delete,
-            lambda ids: JobQueue(self._store).cancel(ids),
+            self.cancel_selected,
         )
         self._add_action(
             "retry",
@@ -295,7 +295,7 @@ class QtQueueView(QWidget):
         action.setToolTip(f"{tip} ({QKeySequence(shortcut).toString()})")
         action.setShortcut(QKeySequence(shortcut))
         action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        if name in ("start", "pause", "stop"):
+        if name in ("start", "pause", "stop", "cancel"):
             action.triggered.connect(handler)
         else:
             action.triggered.connect(lambda: self._on_selection(handler))
@@ -353,6 +353,30 @@ class QtQueueView(QWidget):
         ids = self.selected_ids()
         if ids:
             submit(action, ids, on_done=self._done, on_error=lambda exc: self._show_error(str(exc)))
+
+    def cancel_selected(self) -> None:
+        """Cancel the selection; a running training is only stopped after the user confirms it."""
+        ids = self.selected_ids()
+        running = [index.data(ID_ROLE) for index in self.table.selectionModel().selectedRows()
+                   if self.model.row(index.row())["state"] == "running"]
+        cancel = lambda: self._on_selection(lambda chosen: JobQueue(self._store).cancel(chosen))  # noqa: E731
+        if not ids:
+            return
+        if not running:
+            cancel()
+            return
+        names = ", ".join(str(i) for i in sorted(running))
+        box = QMessageBox(QMessageBox.Icon.Question, "Cancel running trainings?",
+                          f"Job{'s' * (len(running) > 1)} {names} {'are' if len(running) > 1 else 'is'} training "
+                          "now. Cancelling stops the training and discards its progress.", parent=self)
+        stop = box.addButton("Cancel the training", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep training", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.buttonClicked.connect(lambda button: cancel() if button is stop else None)
+        self.confirm = box  # the open question, for tests and for a second Delete press
+        box.open()
 
     def _shift_priority(self, ids: list[int], step: int) -> None:
         queue = JobQueue(self._store)

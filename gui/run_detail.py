@@ -6,8 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QUrl
-from PySide6.QtGui import QDesktopServices, QFontDatabase
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QPlainTextEdit,
@@ -22,6 +21,7 @@ from blueno import BluenoError, runs
 from blueno.evaluation import headline
 from blueno.store import Store
 from blueno.workspace import Workspace
+from gui.desktop import open_folder
 from gui.run_evaluation import TEST_COLOUR, QtRunEvaluation
 from gui.workers import Fetcher
 
@@ -155,4 +155,6 @@ class QtRunDetail(QTabWidget):
     def _open_folder(self) -> None:
         folder = self._run.get("model_dir")
         if folder:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(folder))
+            problem = open_folder(folder)
+            if problem:
+                self.evaluation.status_message.emit(problem)

@@ -267,6 +267,16 @@ class QtRunEvaluation(QWidget):
         self.export_button.setEnabled(finished)
         split = self.evaluation.get("split") or {}
         self.test_button.setEnabled(finished and bool(split.get("test")) and not self.cli.busy)
+        if not finished:
+            why = "The run has not finished training: its saved model is evaluated once it has."
+        elif not split.get("test"):
+            why = ("This run was trained without a held-out test split. Set a Test fraction in the Grid builder "
+                   "and train again to evaluate on one.")
+        elif self.cli.busy:
+            why = "Another evaluation is running; try again when it ends."
+        else:
+            why = "blueno runs test RUN: reload the saved model and score the held-out test split"
+        self.test_button.setToolTip(why)
         self.test_button.setText("Re-evaluate TEST split" if self.has_test() else "Evaluate on TEST split")
 
     def _show(self, result: RunEvaluation) -> None:

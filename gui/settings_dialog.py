@@ -20,13 +20,13 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QPushButton,
     QSpinBox,
     QWidget,
 )
 
-from blueno.workspace import Workspace
+from blueno import BluenoError
+from blueno.workspace import Workspace, parse_gpu_ids
 from gui.workers import submit
 
 
@@ -63,7 +63,9 @@ class QtSettingsDialog(QDialog):
         self.es_url.setPlaceholderText("https://elastic.example.org:9200")
         self.es_key = QLineEdit(self)
         self.es_key.setEchoMode(QLineEdit.EchoMode.Password)
-        self.es_key.setPlaceholderText("stored" if key_stored else "API key (kept in credentials/)")
+        self.es_key.setPlaceholderText(
+            "a key is stored; type a new one to replace it" if key_stored else "API key (kept in credentials/)"
+        )
 
         form = QFormLayout(self)
         form.addRow(QLabel(f"Workspace: <code>{workspace.root}</code>", self))
@@ -76,6 +78,10 @@ class QtSettingsDialog(QDialog):
         form.addRow("GCS credentials", credentials_row)
         form.addRow("Elasticsearch URL", self.es_url)
         form.addRow("Elasticsearch API key", self.es_key)
+        self.error = QLabel(self)  # why Save did nothing, in words, beside the form
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #b71c1c")
+        form.addRow(self.error)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
         )
@@ -99,14 +105,27 @@ class QtSettingsDialog(QDialog):
         }
 
     def accept(self) -> None:
-        """Write the settings (and the key, to its own 0600 file) off the GUI thread; close when done."""
+        """Write the settings (and the key, to its own 0600 file) off the GUI thread; close when done.
+
+        The GPU list is checked here first (the same check the library's save makes), so a
+        typo is answered at once and nothing is written.
+        """
+        gpus = self.gpus.text().strip()
+        if gpus:
+            try:
+                parse_gpu_ids(gpus, source="GPUs")
+            except BluenoError as exc:
+                self.gpus.setFocus()
+                self.error.setText(str(exc))
+                return
+        self.error.clear()
         self.setEnabled(False)
         submit(save, self._workspace, self.changes(), self.es_key.text(),
                on_done=lambda _: super(QtSettingsDialog, self).accept(), on_error=self._failed)
 
     def _failed(self, exc: BaseException) -> None:
         self.setEnabled(True)
-        QMessageBox.warning(self, "Blueno", f"could not save the settings: {exc}")
+        self.error.setText(f"Could not save the settings: {exc}")
 
 
 def api_key_file(workspace: Workspace) -> Path:

@@ -56,8 +56,10 @@ def submit_grid(workspace: Workspace, store: Store, grid_path: str) -> tuple[Gri
     """Load, validate and queue a grid: the library call behind ``batch`` and ``queue add``."""
     from blueno import datasets
     from blueno.grid import load_grid
+    from blueno.grid_data import check_data_fits
 
     grid = load_grid(grid_path, workspace=workspace)  # knows the workspace's own models and transforms
+    check_data_fits(store, workspace, grid, source=str(grid_path))  # cnn3d on 8x8 images: refused now, not later
 
     def resolve(ref: str) -> str:
         return datasets.resolve(store, workspace, ref).ref

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from gui_helpers import add_evaluated_runs
+from gui_helpers import add_evaluated_runs, add_runs
 from PySide6.QtCore import QItemSelectionModel, QPointF, Qt
 
 from blueno import runs
+from blueno.store import dumps
 from gui.compare import BEST_MARK, BEST_ROLE, DIFFERS_ROLE, ComparisonModel
 from gui.parallel_coordinates import scale_axis
 
@@ -125,3 +126,55 @@ def test_that_ensembling_selected_runs_records_a_new_run(qtbot, window, workspac
     qtbot.waitUntil(lambda: view.model.rowCount() == 4, timeout=10_000)
     ensemble = store.query_one("SELECT * FROM runs WHERE kind = 'ensemble'")
     assert ensemble["model"] == "ensemble"
+
+
+def test_that_tied_best_values_are_all_starred_and_training_figures_never(qtbot, store) -> None:
+    run_ids = add_runs(store, 3)  # every run's best epoch has val_loss 0.4: a three-way tie
+    with store.write() as conn:
+        for i, run_id in enumerate(run_ids):
+            conn.execute("UPDATE runs SET best = ? WHERE id = ?",
+                         (dumps({"val_loss": 0.4, "loss": 0.1 + i / 10}), run_id))
+    model = ComparisonModel()
+    model.set_comparison(runs.compare_runs(store, run_ids))
+    val_loss, loss = row_of(model, "val_loss"), row_of(model, "loss")
+    assert [model.index(val_loss, c).data(BEST_ROLE) for c in range(3)] == [True, True, True]
+    assert not any(model.index(loss, c).data(BEST_ROLE) for c in range(3))  # training: never "best on validation"
+    assert not any(model.index(loss, c).data().endswith(BEST_MARK) for c in range(3))
+
+
+def test_that_a_numeric_parameter_only_some_runs_have_is_ordered_by_value(store) -> None:
+    run_ids = add_runs(store, 3)
+    with store.write() as conn:
+        for run_id, filters in zip(run_ids, (16, 8, None), strict=True):
+            extra = {} if filters is None else {"filters": filters}
+            conn.execute("UPDATE runs SET params = ? WHERE id = ?", (dumps({"units": 8, **extra}), run_id))
+    experiment = store.query("SELECT experiment_id FROM runs WHERE id = ?", (run_ids[0],))[0][0]
+    coords = runs.parallel_coordinates(store, experiment)
+    axis = next(a for a in coords.axes if a["name"] == "filters")
+    assert axis["categorical"] and axis["categories"] == [8, 16, None]  # as numbers: 8 below 16, not "16" < "8"
+
+
+def test_that_the_parallel_coordinates_caption_follows_the_state(qtbot, window, store) -> None:
+    view = window.runs_view
+    window.tabs.setCurrentWidget(view)
+    view.views.setCurrentWidget(view.parallel)
+    parallel = view.parallel
+    qtbot.waitUntil(lambda: parallel.loaded, timeout=10_000)
+    assert "No experiment has finished runs" in parallel.message.text()
+    add_runs(store, 1)  # one run: nothing varies
+    parallel.refresh(force=True)
+    qtbot.waitUntil(lambda: "no hyperparameter varies" in parallel.message.text(), timeout=10_000)
+    add_runs(store, 3)  # a second experiment whose learning rate and units vary
+    parallel.refresh(force=True)
+    qtbot.waitUntil(lambda: parallel.experiment.count() == 2, timeout=10_000)
+    parallel.experiment.setCurrentIndex(parallel.experiment.findText("2 · test"))
+    parallel.refresh(force=True)
+    qtbot.waitUntil(lambda: "3 finished runs, 2 varying" in parallel.message.text(), timeout=10_000)
+    assert "No experiment" not in parallel.message.text() and "no hyperparameter" not in parallel.message.text()
+    parallel.plot.brush("units", 0.9, 1.0)
+    assert parallel.message.text().startswith("1 of 3 runs")
+    parallel.plot.clear_brushes()
+    assert parallel.message.text().startswith("3 finished runs")
+    parallel.experiment.setCurrentIndex(parallel.experiment.findText("1 · test"))
+    parallel.refresh(force=True)
+    qtbot.waitUntil(lambda: "no hyperparameter varies" in parallel.message.text(), timeout=10_000)

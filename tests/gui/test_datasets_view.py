@@ -10,7 +10,7 @@ from gcs_emulator import gcs_bucket_fixture, gcs_emulator_fixture  # noqa: F401 
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from gui.datasets_view import QtGcsBrowser, QtImportDialog
+from gui.datasets_view import QtGcsBrowser, QtImportDialog, gui_words
 
 
 def npy_folder(root: Path, name: str, samples: int = 6, corrupt: bool = False) -> Path:
@@ -90,19 +90,48 @@ def test_that_the_datasets_model_passes_the_model_tester(qtmodeltester, qtbot, w
 
 
 def test_that_derive_records_a_child_version_with_its_parent(qtbot, window, tmp_path, monkeypatch) -> None:
-    from PySide6.QtWidgets import QInputDialog
-
     view = window.datasets_view
     drop(window, [npy_folder(tmp_path, "shapes")])
     qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=15_000)
     parent_ref = view.model.row(0)["ref"]
     view.table.selectRow(0)
-    monkeypatch.setattr(QInputDialog, "getItem", lambda *args: ("clip", True))
-    monkeypatch.setattr(QInputDialog, "getText", lambda *args: ("low = 0.2, high = 0.8", True))
     qtbot.waitUntil(view.buttons["derive"].isEnabled, timeout=15_000)
     view.buttons["derive"].click()
+    dialog = view.derive_dialog
+    dialog.transform.setCurrentText("clip")
+    assert set(dialog.form.fields) == {"low", "high", "rescale"}  # generated from clip's declared parameters
+    assert not dialog.buttons.button(dialog.buttons.StandardButton.Ok).isEnabled()  # low and high are required
+    assert "low" in dialog.error.text()
+    dialog.form.fields["low"].setText("0.2")
+    dialog.form.fields["high"].setText("eight")
+    assert "high" in dialog.error.text()
+    dialog.form.fields["high"].setText("0.8")
+    assert dialog.error.text() == ""
+    dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
     qtbot.waitUntil(lambda: view.model.rowCount() == 2 or view.problems.count() > 0, timeout=30_000)
     problems = [view.problems.item(i).text() for i in range(view.problems.count())]
     assert not problems
     child = next(row for row in view.model.rows() if row["parent"])
     assert (child["parent"], child["transform"]) == (parent_ref, "clip")
+
+
+def test_that_a_dropped_text_file_is_named_and_refused_before_any_dialog(qtbot, window, tmp_path, monkeypatch) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not data\n")
+    asked = []
+    monkeypatch.setattr(QtImportDialog, "exec", lambda self: asked.append(self) or 1)
+    messages = []
+    window.datasets_view.status_message.connect(messages.append)
+    drop(window, [notes])
+    view = window.datasets_view
+    assert not asked  # refused before the import dialog opens
+    assert messages and messages[-1].startswith("notes.txt:")
+    assert any("notes.txt" in view.problems.item(i).text() for i in range(view.problems.count()))
+    assert view.problems.wordWrap()
+
+
+def test_that_import_errors_name_the_dialogs_fields_not_command_line_flags() -> None:
+    message = "labels.csv: has no 'label' column (columns: id, kind); name it with --label-col"
+    assert gui_words(message) == ("labels.csv: has no 'label' column (columns: id, kind); name it with the Label "
+                                  "column field of the import dialog")
+    assert "--" not in gui_words("x is an archive: it has to be extracted, so it cannot be --link'ed.")

@@ -15,6 +15,10 @@ from gui.queue_view import JobsTableModel
 from gui.workers import wait_for_pool
 
 
+def button(box, text: str):
+    return next(b for b in box.buttons() if b.text() == text)
+
+
 def state_of(view, job_id: int) -> str:
     return view.model.row(view.model.position(job_id))["state"]
 
@@ -120,7 +124,15 @@ def test_that_cancelling_a_running_job_stops_its_trainer(qtbot, window, store, s
     view.actions_by_name["start"].trigger()
     qtbot.waitUntil(lambda: [r["state"] for r in view.model.rows()] == ["running"], timeout=15_000)
     select(view, view.model.keys())
+    view.actions_by_name["cancel"].trigger()  # Delete on a running training asks first
+    qtbot.waitUntil(lambda: view.confirm.isVisible(), timeout=5000)
+    assert "training now" in view.confirm.text()
+    button(view.confirm, "Keep training").click()
+    wait_for_pool()  # a cancel, had one been sent, would have been written by now
+    assert [str(job.state) for job in JobQueue(store).jobs()] == ["running"]
     view.actions_by_name["cancel"].trigger()
+    qtbot.waitUntil(lambda: view.confirm.isVisible(), timeout=5000)
+    button(view.confirm, "Cancel the training").click()
     qtbot.waitUntil(lambda: [r["state"] for r in view.model.rows()] == ["cancelled"], timeout=30_000)
     view.actions_by_name["stop"].trigger()
     qtbot.waitUntil(lambda: window.scheduler.status.state == "stopped", timeout=20_000)

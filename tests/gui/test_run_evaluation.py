@@ -117,3 +117,20 @@ def test_that_blueno_commands_run_as_a_child_process(qtbot, workspace, evaluated
     ok, command, output = blocker.args
     assert ok and command == "blueno runs ls --json"
     assert {run["id"] for run in json.loads(output)} == set(evaluated[0])
+
+
+def test_that_a_run_without_a_test_split_says_why_test_is_grey(qtbot, workspace, store) -> None:
+    from blueno import BluenoError, runs
+
+    run_ids, _ = add_evaluated_runs(workspace, store, 2, test=False)
+    widget = QtRunEvaluation(workspace, store)
+    qtbot.addWidget(widget)
+    widget.show()
+    shown(qtbot, widget, run_ids[0])
+    assert not widget.test_button.isEnabled()
+    assert "without a held-out test split" in widget.test_button.toolTip()
+    assert "Test fraction" in widget.test_button.toolTip()
+    with pytest.raises(BluenoError, match="trained without a held-out test split") as raised:
+        runs.evaluate_test(workspace, store, [run_ids[0]])  # what Runs → Evaluate… shows: words, before Keras loads
+    assert "Test fraction" in str(raised.value)
+    wait_for_pool()

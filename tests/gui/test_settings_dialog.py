@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import stat
 
+import pytest
+
+from blueno import BluenoError
+from blueno.scheduler import detect_slots
 from gui.settings_dialog import QtSettingsDialog, api_key_file, read
 
 
@@ -32,3 +36,45 @@ def test_that_the_api_key_field_is_masked(qtbot, workspace) -> None:
     dialog = QtSettingsDialog(workspace, {})
     qtbot.addWidget(dialog)
     assert dialog.es_key.echoMode() == dialog.es_key.EchoMode.Password
+
+
+def test_that_a_gpu_list_that_names_no_gpu_is_refused_and_nothing_is_written(qtbot, workspace) -> None:
+    workspace.settings_path.write_text("# my comment\n[scheduler]\nslots = 2  # two CPU jobs\n")
+    before = workspace.settings_path.read_text()
+    dialog = QtSettingsDialog(workspace, *read(workspace))
+    qtbot.addWidget(dialog)
+    dialog.gpus.setText("abc")
+    dialog.accept()
+    assert "'abc' is not a GPU" in dialog.error.text() and dialog.isEnabled()
+    assert workspace.settings_path.read_text() == before
+    with pytest.raises(BluenoError, match="'abc' is not a GPU"):  # the library's save refuses it too
+        workspace.save_settings({"scheduler": {"gpus": "abc"}})
+    with pytest.raises(BluenoError, match="is not a GPU"):
+        detect_slots(gpus="abc")
+    assert workspace.settings_path.read_text() == before
+
+
+def test_that_saving_keeps_the_users_comments_and_layout(qtbot, workspace) -> None:
+    workspace.settings_path.write_text("# my comment\n[scheduler]\nslots = 2  # two CPU jobs\n\n[other]\nkeep = 1\n")
+    dialog = QtSettingsDialog(workspace, *read(workspace))
+    qtbot.addWidget(dialog)
+    dialog.slots.setValue(3)
+    with qtbot.waitSignal(dialog.accepted, timeout=10_000):
+        dialog.accept()
+    expected = "# my comment\n[scheduler]\nslots = 3  # two CPU jobs\n\n[other]\nkeep = 1\n"
+    assert workspace.settings_path.read_text() == expected
+
+
+def test_that_the_api_key_field_says_whether_a_key_is_stored(qtbot, window, workspace) -> None:
+    window.open_settings()
+    qtbot.waitUntil(lambda: window.findChild(QtSettingsDialog) is not None, timeout=10_000)
+    dialog = window.findChild(QtSettingsDialog)
+    assert dialog.parent() is window
+    assert "stored" not in dialog.es_key.placeholderText()
+    dialog.reject()  # deleted on close
+    workspace.save_secret(api_key_file(workspace).name, "k")
+    qtbot.waitUntil(lambda: window.findChild(QtSettingsDialog) is None, timeout=10_000)
+    window.open_settings()
+    qtbot.waitUntil(lambda: window.findChild(QtSettingsDialog) is not None, timeout=10_000)
+    assert "a key is stored" in window.findChild(QtSettingsDialog).es_key.placeholderText()
+    window.findChild(QtSettingsDialog).reject()
