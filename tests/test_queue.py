@@ -108,8 +108,7 @@ def test_that_recovery_requeues_dead_jobs_and_never_adopts_a_reused_pid(queue: J
     print(f"recovered 1000 jobs in {elapsed:.3f} s")
     assert stopped == []  # no unrelated process was touched
     assert len(report.requeued) == 1000
-    assert queue.counts()[JobState.QUEUED] == 1000
-    assert elapsed < 2.0
+    assert queue.counts()[JobState.QUEUED] == 1000  # the time is printed, not asserted (docs/benchmarks.md)
 
 
 def _claim_all(db_path: str, results: multiprocessing.Queue) -> None:
