@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import io
 import os
-import resource
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -52,31 +52,41 @@ def tree(workspace: Workspace) -> tuple[list[str], list[tuple[str, int]]]:
     return rows, files
 
 
-def _limit_writes() -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (WRITE_BOUND, WRITE_BOUND))
+# The import runs as the grandchild of a small launcher, not as a child of pytest: Linux keeps a
+# process's peak RSS across exec, so a child forked straight from a pytest that has loaded
+# TensorFlow would report pytest's 500 MB.  The launcher exec'd fresh, so what it forks starts
+# small, and wait4() gives that one process's own peak.
+LAUNCHER = """
+import os, resource, sys
+limit = int(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+_, status, usage = os.wait4(pid, 0)
+sys.stdout.flush()
+print(f"\\nPEAK-RSS-KB {usage.ru_maxrss} EXIT {os.waitstatus_to_exitcode(status)}", flush=True)
+"""
 
 
 def import_child(workspace: Workspace, path: Path, *flags: str) -> tuple[int, str, int, float]:
     """(exit status, output, peak RSS in bytes, seconds) of ``blueno data import PATH`` in a child."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     started = time.monotonic()
+    command = ["-P", "-m", "blueno", "--home", str(workspace.root), "data", "import", str(path), *flags]
     proc = subprocess.Popen(
-        [sys.executable, "-P", "-m", "blueno", "--home", str(workspace.root), "data", "import", str(path), *flags],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, preexec_fn=_limit_writes, cwd=workspace.root,
+        [sys.executable, "-c", LAUNCHER, str(WRITE_BOUND), *command],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=workspace.root, start_new_session=True,
     )
-    deadline = started + TIME_BOUND_S
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"importing {path} hung for {TIME_BOUND_S} s")
-        time.sleep(0.05)
-    output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, output, usage.ru_maxrss * 1024, time.monotonic() - started
+    try:
+        output = proc.communicate(timeout=TIME_BOUND_S)[0].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail(f"importing {path} hung for {TIME_BOUND_S} s")
+    output, _, figures = output.rpartition("\nPEAK-RSS-KB ")
+    peak_kb, _, code = figures.split()
+    return int(code), output, int(peak_kb) * 1024, time.monotonic() - started
 
 
 def assert_refused(workspace: Workspace, path: Path, *names: str, flags: tuple[str, ...] = ()) -> str:
