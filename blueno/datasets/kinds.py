@@ -21,6 +21,7 @@ import numpy as np
 
 from blueno import BluenoError
 from blueno.datasets.manifest import walk_files
+from blueno.datasets.stream import CHUNK_ROWS, ArrayFile, FileStack, cache_member, cache_rows, npy_rows
 from blueno.limits import DEFAULT, ImportLimits, array_problem, image_problem, is_plain_name, label_counts
 
 KINDS = ("npy_folder", "npz", "image_folder", "csv", "arrays")
@@ -29,6 +30,8 @@ ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 LABELS_FILE = "labels.csv"
 MAX_PROBLEMS_SHOWN = 20
 # What a loader returns: samples, their ids, and labels as int64 indices into the manifest's class_names.
+# Loaders take (root, manifest, cache=None) and return x read on demand (blueno.datasets.stream) where
+# they can; ``cache`` is the version's folder for one-time conversions (CSV, compressed .npz).
 Samples = tuple[np.ndarray, list[str], np.ndarray]
 X_KEYS = ("x", "X")
 Y_KEYS = ("y", "Y")
@@ -307,13 +310,15 @@ def _checked_labels(root: Path, options: dict[str, str]) -> tuple[list[str], lis
     return ids, labels
 
 
-def load_npy_folder(root: Path, manifest: dict[str, Any]) -> Samples:
-    """The samples in the order of the labels file, one array per sample stacked."""
-    options = manifest["options"]
-    ids, labels = _checked_labels(root, options)
-    x = np.empty((len(ids), *manifest["sample_shape"]), dtype=manifest["dtype"])
-    for i, sample in enumerate(ids):
-        x[i] = np.load(root / f"{sample}.npy", allow_pickle=False)
+def _load_npy(path: Path) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
+def load_npy_folder(root: Path, manifest: dict[str, Any], cache: Path | None = None) -> Samples:
+    """The samples in the order of the labels file, each file read when a batch needs it."""
+    ids, labels = _checked_labels(root, manifest["options"])
+    x = FileStack([root / f"{sample}.npy" for sample in ids], tuple(manifest["sample_shape"]),
+                  manifest["dtype"], _load_npy)
     return x, ids, class_indices(labels, manifest["class_names"])
 
 
@@ -395,10 +400,19 @@ def _member_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ..
     return shape, dtype
 
 
-def load_npz(root: Path, manifest: dict[str, Any]) -> Samples:
+def load_npz(root: Path, manifest: dict[str, Any], cache: Path | None = None) -> Samples:
+    """x read in place when stored uncompressed; a compressed x is extracted once into ``cache``."""
     options = manifest["options"]
-    with np.load(root / options["file"], allow_pickle=False) as data:
-        x = data[options["x"]]
+    path = root / options["file"]
+    with zipfile.ZipFile(path) as archive:
+        member = _npz_keys(archive.namelist())[options["x"]]
+    x: Any = ArrayFile.open_npz_member(path, member)
+    with np.load(path, allow_pickle=False) as data:
+        if x is None and cache is not None:
+            x = cache_member(cache, path, member, (manifest["n_samples"], *manifest["sample_shape"]),
+                             manifest["dtype"])
+        elif x is None:
+            x = data[options["x"]]
         labels = _label_strings(data[options["y"]])
         labels = np.array([], dtype=str) if labels is None else labels
         ids = [str(i) for i in data["ids"]] if "ids" in data else [str(i) for i in range(len(labels))]
@@ -454,11 +468,11 @@ def _scan_image_folder(root: Path, limits: ImportLimits = DEFAULT) -> Scan:
     )
 
 
-def load_image_folder(root: Path, manifest: dict[str, Any]) -> Samples:
+def load_image_folder(root: Path, manifest: dict[str, Any], cache: Path | None = None) -> Samples:
+    """Images decoded when a batch needs them (in parallel, by the trainer's input pipeline)."""
     images = [f["path"] for f in manifest["files"]]
-    x = np.empty((len(images), *manifest["sample_shape"]), dtype=manifest["dtype"])
-    for i, name in enumerate(images):
-        x[i] = _image_array(root / name)
+    x = FileStack([root / name for name in images], tuple(manifest["sample_shape"]), manifest["dtype"],
+                  _image_array)
     ids = [str(Path(f).with_suffix("")) for f in images]
     return x, ids, class_indices([f.split("/", 1)[0] for f in images], manifest["class_names"])
 
@@ -547,19 +561,64 @@ def _scan_csv(path: Path, label_col: str | None, id_col: str | None) -> Scan:
     )
 
 
-def load_csv(root: Path, manifest: dict[str, Any]) -> Samples:
+def load_csv(root: Path, manifest: dict[str, Any], cache: Path | None = None) -> Samples:
+    """Features converted once into ``cache`` (x, y and ids as .npy); without a cache, read whole."""
     options = manifest["options"]
-    ids, labels, rows, _ = _read_table(
-        root / options["file"], options["label_col"], options["id_col"] or None, []
-    )
-    return np.asarray(rows, dtype=np.float32), ids, class_indices(labels, manifest["class_names"])
+    path = root / options["file"]
+    if cache is None:
+        ids, labels, rows, _ = _read_table(path, options["label_col"], options["id_col"] or None, [])
+        return np.asarray(rows, dtype=np.float32), ids, class_indices(labels, manifest["class_names"])
+    shape = (manifest["n_samples"], *manifest["sample_shape"])
+    ids_path, y_path = cache / "ids.npy", cache / "y.npy"
+    found: dict[str, list[str]] = {"ids": [], "labels": []}
+
+    def chunks() -> Iterable[np.ndarray]:
+        found["ids"].clear()
+        found["labels"].clear()
+        yield from _table_chunks(path, options["label_col"], options["id_col"] or None, found)
+
+    if not (ids_path.is_file() and y_path.is_file()):
+        (cache / "x.npy").unlink(missing_ok=True)  # convert all three together
+    x = cache_rows(cache, "x", shape, "float32", chunks)
+    if found["ids"]:  # converted just now: keep the labels and ids beside x
+        y = class_indices(found["labels"], manifest["class_names"])
+        np.save(y_path, y)
+        np.save(ids_path, np.asarray(found["ids"], dtype=str))
+    y = np.load(y_path, allow_pickle=False)
+    ids = [str(i) for i in np.load(ids_path, allow_pickle=False)]
+    if len(y) != len(x) or len(ids) != len(x):
+        raise ValueError(f"the cache {cache} is inconsistent: remove it and train again")
+    return x, ids, y
+
+
+def _table_chunks(path: Path, label_col: str, id_col: str | None, found: dict[str, list[str]]
+                  ) -> Iterable[np.ndarray]:
+    """The feature rows of a validated table, ``CHUNK_ROWS`` at a time; ids and labels into ``found``."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        label_index = header.index(label_col)
+        id_index = header.index(id_col) if id_col else None
+        features = [i for i in range(len(header)) if i not in (label_index, id_index)]
+        block: list[list[float]] = []
+        for line, row in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            block.append([float(row[i]) for i in features])
+            found["labels"].append(row[label_index].strip())
+            found["ids"].append(row[id_index].strip() if id_index is not None else str(line - 1))
+            if len(block) == CHUNK_ROWS:
+                yield np.asarray(block, dtype=np.float32)
+                block = []
+        if block:
+            yield np.asarray(block, dtype=np.float32)
 
 
 # -- arrays: what derive writes (x.npy memory-mapped, y.npy as class indices, ids.npy) --------
 
 
-def load_arrays_kind(root: Path, manifest: dict[str, Any]) -> Samples:
-    x = np.load(root / "x.npy", mmap_mode="r", allow_pickle=False)
+def load_arrays_kind(root: Path, manifest: dict[str, Any], cache: Path | None = None) -> Samples:
+    x = npy_rows(root / "x.npy")
     y = np.load(root / "y.npy", allow_pickle=False)
     ids = [str(i) for i in np.load(root / "ids.npy", allow_pickle=False)]
     return x, ids, y
