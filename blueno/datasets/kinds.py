@@ -21,7 +21,15 @@ import numpy as np
 
 from blueno import BluenoError
 from blueno.datasets.manifest import walk_files
-from blueno.datasets.stream import CHUNK_ROWS, ArrayFile, FileStack, cache_member, cache_rows, npy_rows
+from blueno.datasets.stream import (
+    CHUNK_ROWS,
+    ArrayFile,
+    FileStack,
+    cache_member,
+    cache_rows,
+    npy_rows,
+    read_npy_into,
+)
 from blueno.limits import DEFAULT, ImportLimits, array_problem, image_problem, is_plain_name, label_counts
 
 KINDS = ("npy_folder", "npz", "image_folder", "csv", "arrays")
@@ -318,7 +326,7 @@ def load_npy_folder(root: Path, manifest: dict[str, Any], cache: Path | None = N
     """The samples in the order of the labels file, each file read when a batch needs it."""
     ids, labels = _checked_labels(root, manifest["options"])
     x = FileStack([root / f"{sample}.npy" for sample in ids], tuple(manifest["sample_shape"]),
-                  manifest["dtype"], _load_npy)
+                  manifest["dtype"], _load_npy, read_npy_into)
     return x, ids, class_indices(labels, manifest["class_names"])
 
 

@@ -161,18 +161,37 @@ class FileStack(_LazyRows):
     """One file per sample (``.npy`` files, images), read and decoded when a batch asks for it."""
 
     def __init__(self, paths: Sequence[Path], shape: tuple[int, ...], dtype: Any,
-                 read: Callable[[Path], np.ndarray]) -> None:
+                 read: Callable[[Path], np.ndarray],
+                 read_into: Callable[[Path, np.ndarray], bool] | None = None) -> None:
         self.paths = list(paths)
         self.shape = (len(self.paths), *shape)
         self.dtype = np.dtype(dtype)
-        self._read = read
+        self._read, self._read_into = read, read_into
 
     def read_rows(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         out = np.empty((len(rows), *self.shape[1:]), self.dtype)
         for i, row in enumerate(rows):
-            out[i] = self._read(self.paths[int(row)])
+            path = self.paths[int(row)]
+            if self._read_into is None or not self._read_into(path, out[i]):
+                out[i] = self._read(path)
         return out
+
+
+def read_npy_into(path: Path, out: np.ndarray) -> bool:
+    """Read an ``.npy`` straight into ``out`` when it holds exactly that (shape, dtype, C order); else False."""
+    with open(path, "rb", buffering=0) as f:
+        shape, dtype, fortran, _ = _header(f)
+        if shape != out.shape or dtype != out.dtype or (fortran and out.ndim > 1) or not out.flags.c_contiguous:
+            return False
+        target = memoryview(out.reshape(-1).view(np.uint8))
+        done = 0
+        while done < len(target):
+            got = f.readinto(target[done:])
+            if not got:
+                raise OSError(f"{path} ended early: it is truncated (run `blueno data verify`)")
+            done += got
+    return True
 
 
 def npy_rows(path: Path) -> ArrayFile | np.ndarray:
