@@ -249,8 +249,11 @@ class SettledLayer(pg.GraphicsObject):
         inverse, invertible = self._transform.inverted()
         if not invertible:
             return
+        moved = inverse * painter.transform()  # the image's pixels → now's device pixels
+        if abs(moved.m11() - 1) < 1e-6 and abs(moved.m22() - 1) < 1e-6 and not moved.m12() and not moved.m21():
+            moved = QTransform.fromTranslate(round(moved.dx()), round(moved.dy()))  # a plain copy: Qt's blit
         painter.save()
-        painter.setTransform(inverse * painter.transform())  # the image's pixels → now's device pixels
+        painter.setTransform(moved)
         painter.drawImage(QPointF(0, 0), self._image)
         painter.restore()
 
