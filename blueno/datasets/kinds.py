@@ -22,11 +22,10 @@ import numpy as np
 from blueno import BluenoError
 from blueno.datasets.manifest import walk_files
 from blueno.datasets.stream import (
-    CHUNK_ROWS,
     ArrayFile,
     FileStack,
     cache_member,
-    cache_rows,
+    cached_table,
     npy_rows,
     read_npy_into,
 )
@@ -577,49 +576,8 @@ def load_csv(root: Path, manifest: dict[str, Any], cache: Path | None = None) ->
         ids, labels, rows, _ = _read_table(path, options["label_col"], options["id_col"] or None, [])
         return np.asarray(rows, dtype=np.float32), ids, class_indices(labels, manifest["class_names"])
     shape = (manifest["n_samples"], *manifest["sample_shape"])
-    ids_path, y_path = cache / "ids.npy", cache / "y.npy"
-    found: dict[str, list[str]] = {"ids": [], "labels": []}
-
-    def chunks() -> Iterable[np.ndarray]:
-        found["ids"].clear()
-        found["labels"].clear()
-        yield from _table_chunks(path, options["label_col"], options["id_col"] or None, found)
-
-    if not (ids_path.is_file() and y_path.is_file()):
-        (cache / "x.npy").unlink(missing_ok=True)  # convert all three together
-    x = cache_rows(cache, "x", shape, "float32", chunks)
-    if found["ids"]:  # converted just now: keep the labels and ids beside x
-        y = class_indices(found["labels"], manifest["class_names"])
-        np.save(y_path, y)
-        np.save(ids_path, np.asarray(found["ids"], dtype=str))
-    y = np.load(y_path, allow_pickle=False)
-    ids = [str(i) for i in np.load(ids_path, allow_pickle=False)]
-    if len(y) != len(x) or len(ids) != len(x):
-        raise ValueError(f"the cache {cache} is inconsistent: remove it and train again")
-    return x, ids, y
-
-
-def _table_chunks(path: Path, label_col: str, id_col: str | None, found: dict[str, list[str]]
-                  ) -> Iterable[np.ndarray]:
-    """The feature rows of a validated table, ``CHUNK_ROWS`` at a time; ids and labels into ``found``."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        label_index = header.index(label_col)
-        id_index = header.index(id_col) if id_col else None
-        features = [i for i in range(len(header)) if i not in (label_index, id_index)]
-        block: list[list[float]] = []
-        for line, row in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in row):
-                continue
-            block.append([float(row[i]) for i in features])
-            found["labels"].append(row[label_index].strip())
-            found["ids"].append(row[id_index].strip() if id_index is not None else str(line - 1))
-            if len(block) == CHUNK_ROWS:
-                yield np.asarray(block, dtype=np.float32)
-                block = []
-        if block:
-            yield np.asarray(block, dtype=np.float32)
+    x, ids, labels = cached_table(cache, path, options["label_col"], options["id_col"] or None, shape)
+    return x, ids, class_indices(labels, manifest["class_names"])
 
 
 # -- arrays: what derive writes (x.npy memory-mapped, y.npy as class indices, ids.npy) --------

@@ -18,11 +18,12 @@ against the manifest's shape and dtype each time it is opened.
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import shutil
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +256,50 @@ def cache_rows(cache: Path, name: str, shape: tuple[int, ...], dtype: str,
     finally:
         partial.unlink(missing_ok=True)
     return _cached(target, shape, dtype) or ArrayFile.open_npy(target)  # type: ignore[return-value]
+
+
+def cached_table(cache: Path, path: Path, label_col: str, id_col: str | None,
+                 shape: tuple[int, ...]) -> tuple[ArrayFile, list[str], list[str]]:
+    """A validated CSV table converted once into ``cache``: x (float32 features), ids and labels."""
+    ids_path, labels_path = cache / "ids.npy", cache / "labels.npy"
+    found: dict[str, list[str]] = {"ids": [], "labels": []}
+
+    def chunks() -> Iterable[np.ndarray]:
+        found["ids"].clear()
+        found["labels"].clear()
+        yield from _table_chunks(path, label_col, id_col, found)
+
+    if not (ids_path.is_file() and labels_path.is_file()):
+        (cache / "x.npy").unlink(missing_ok=True)  # convert all three together
+    x = cache_rows(cache, "x", shape, "float32", chunks)
+    if found["ids"]:  # converted just now: keep the labels and ids beside x
+        np.save(labels_path, np.asarray(found["labels"], dtype=str))
+        np.save(ids_path, np.asarray(found["ids"], dtype=str))
+    ids = [str(i) for i in np.load(ids_path, allow_pickle=False)]
+    labels = [str(label) for label in np.load(labels_path, allow_pickle=False)]
+    if len(labels) != len(x) or len(ids) != len(x):
+        raise ValueError(f"the cache {cache} is inconsistent: remove it and train again")
+    return x, ids, labels
+
+
+def _table_chunks(path: Path, label_col: str, id_col: str | None, found: dict[str, list[str]]
+                  ) -> Iterable[np.ndarray]:
+    """The feature rows of a validated table, ``CHUNK_ROWS`` at a time; ids and labels into ``found``."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        label_index = header.index(label_col)
+        id_index = header.index(id_col) if id_col else None
+        features = [i for i in range(len(header)) if i not in (label_index, id_index)]
+        block: list[list[float]] = []
+        for line, row in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            block.append([float(row[i]) for i in features])
+            found["labels"].append(row[label_index].strip())
+            found["ids"].append(row[id_index].strip() if id_index is not None else str(line - 1))
+            if len(block) == CHUNK_ROWS:
+                yield np.asarray(block, dtype=np.float32)
+                block = []
+        if block:
+            yield np.asarray(block, dtype=np.float32)
