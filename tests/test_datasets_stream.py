@@ -108,3 +108,39 @@ def test_that_derived_arrays_are_read_row_by_row(tmp_path: Path) -> None:
     lx, _, _ = load_arrays_kind(tmp_path, {})
     assert isinstance(lx, ArrayFile)
     np.testing.assert_array_equal(lx[np.array([5, 1])], x[[5, 1]])
+
+
+@pytest.mark.slow
+def test_that_a_linked_csv_and_a_compressed_npz_train_from_their_caches(
+    workspace: Workspace, store, tmp_path: Path
+) -> None:
+    """Real trainers (subprocesses) on the two kinds that need a conversion; the linked folders stay untouched."""
+    from training_helpers import submit, train_queued
+
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(60, 4)).astype(np.float32)
+    labels = (features[:, 0] > 0).astype(int)
+    source = tmp_path / "linked"
+    source.mkdir()
+    lines = ["a,b,c,d,label"] + [",".join(f"{v:.4f}" for v in row) + f",{k}" for row, k in zip(features, labels,
+                                                                                             strict=True)]
+    (source / "table.csv").write_text("\n".join(lines) + "\n")
+    np.savez_compressed(source / "packed.npz", x=features.reshape(60, 2, 2), y=labels)
+    before = sorted(p.name for p in source.iterdir())
+    refs = [import_path(workspace, store, source / name, link=True).version.ref
+            for name in ("table.csv", "packed.npz")]
+    for ref in refs:
+        submit(workspace, store, f"""
+name = "streamed-{ref.split('@')[0]}"
+dataset = "{ref}"
+[params]
+epochs = 2
+batch_size = 8
+[models.mlp]
+hidden_units = 4
+""")
+    assert set(train_queued(workspace, store).values()) == {"succeeded"}
+    for ref in refs:
+        version = datasets.resolve(store, workspace, ref)
+        assert (datasets.cache_dir(workspace, version) / "x.npy").is_file()
+    assert sorted(p.name for p in source.iterdir()) == before
