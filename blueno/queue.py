@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from blueno import BluenoError
 from blueno.store import Store, add_outbox, dumps, now
+from blueno.wakeup import poke
 
 if TYPE_CHECKING:
     from blueno.grid import Grid
@@ -243,6 +244,8 @@ class JobQueue:
                     "(SELECT 1 FROM jobs WHERE experiment_id = ?)",
                     (experiment_id, experiment_id),
                 )
+        if added or requeued:
+            self.wake_scheduler()
         return SubmitResult(experiment_id if added or requeued else None, added, requeued, skipped)
 
     @staticmethod
@@ -426,6 +429,8 @@ class JobQueue:
                     result["stopping"].append(job_id)
                 else:
                     result["unchanged"].append(job_id)
+        if result["stopping"]:
+            self.wake_scheduler()
         return result
 
     def retry(self, job_ids: Sequence[int]) -> dict[str, list[int]]:
@@ -462,7 +467,13 @@ class JobQueue:
                     (job_id, *from_states),
                 )
                 result[label if cursor.rowcount else "unchanged"].append(job_id)
+        if result[label] and label == "queued":
+            self.wake_scheduler()
         return result
+
+    def wake_scheduler(self) -> None:
+        """Tell the workspace's scheduler, in whatever process, to look at the queue now (never blocks)."""
+        poke(self.store.path.parent)
 
     def _require(self, job_ids: Sequence[int]) -> None:
         if not job_ids:

@@ -32,11 +32,13 @@ import psutil
 from blueno import BluenoError
 from blueno.queue import Job, JobQueue, JobState, RecoveryReport
 from blueno.store import Store, dumps, now
+from blueno.wakeup import WakeEndpoint
 from blueno.workspace import Workspace, parse_gpu_ids
 
 GRACE_S = 10.0  # SIGTERM → SIGKILL
 HEARTBEAT_S = 2.0
 TICK_S = 0.02  # how often the loop checks PRAGMA data_version for new jobs and cancel requests
+WOKEN_TICK_S = 0.1  # the same, when enqueuers can poke the wake-up FIFO (blueno.wakeup)
 TRAINER_ENV = "BLUENO_TRAINER"  # a command that replaces `python -m blueno.trainer`
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
@@ -504,6 +506,11 @@ class Scheduler:
         self._emit(Recovered(report))
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ)
+        endpoint = WakeEndpoint(self.workspace.root)  # other processes' submits poke it
+        endpoint_fd = endpoint.open()
+        if endpoint_fd is not None:
+            selector.register(endpoint_fd, selectors.EVENT_READ)
+        tick = TICK_S if endpoint_fd is None else WOKEN_TICK_S
         next_heartbeat = time.monotonic() + self.heartbeat_interval
         last_version = -1
         look = True  # look for queued jobs: at start, when a slot frees, when woken, when others wrote
@@ -515,10 +522,13 @@ class Scheduler:
                     look = False
                 if until_empty and not self._running and not queue.has_runnable():
                     break
-                for key, _ in selector.select(TICK_S):
+                for key, _ in selector.select(tick):
                     if key.fd == self._wake_r:
                         with contextlib.suppress(BlockingIOError):
                             os.read(self._wake_r, 4096)
+                        look = True
+                    elif key.fd == endpoint_fd:
+                        endpoint.drain()
                         look = True
                 if self._reap(queue, selector):
                     look = True
@@ -538,6 +548,7 @@ class Scheduler:
             self._shutdown(queue, selector)
         finally:
             selector.close()
+            endpoint.close()
 
     def _fill_slots(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
         if len(self._running) == len(self.slots) or not queue.has_runnable():

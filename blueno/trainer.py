@@ -121,31 +121,72 @@ def _optimizer(keras: Any, name: str, learning_rate: float) -> Any:
     return classes[name](learning_rate=learning_rate)
 
 
-def train_dataset(tf: Any, x: np.ndarray, y: np.ndarray, params: dict[str, Any], flip_axis: int) -> Any:
-    """Shuffled batches (by index, so the samples are held once) with the configured augmentation."""
-    x_all, y_all = tf.constant(x), tf.constant(y)
+READERS = max(4, os.cpu_count() or 1)  # batches read at once (pread and decoding release the GIL)
+PREFETCH_BATCHES = 2  # batches ready ahead of the model
+# So the input pipeline holds at most READERS + PREFETCH_BATCHES + 1 float32 batches at a time.
+
+
+class Rows:
+    """Samples ``indices`` of ``x`` as float32, read when sliced: a split that is never held whole."""
+
+    def __init__(self, x: Any, indices: np.ndarray) -> None:
+        self.x, self.indices = x, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, positions: Any) -> np.ndarray:
+        return np.asarray(self.x[self.indices[positions]], dtype=np.float32)
+
+
+def stream(tf: Any, x: Any, y: np.ndarray, indices: np.ndarray, batch_size: int, seed: int | None = None) -> Any:
+    """Batches of samples ``indices`` read from disk by parallel ``tf.data`` workers (shuffled with ``seed``).
+
+    Only positions travel through the pipeline; each batch's samples are read
+    (``x`` is array-like: a file read row by row, decoded images, ...) in a
+    worker thread when the batch is due, so memory holds the batches in
+    flight, never the dataset.  ``deterministic`` keeps the batch order, so a
+    seed gives the same training whatever the parallelism.
+    """
+    indices, labels = np.asarray(indices, dtype=np.int64), np.asarray(y[indices], dtype=np.int64)
+    dataset = tf.data.Dataset.range(len(indices))
+    if seed is not None:
+        dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+
+    def read(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(x[indices[positions]]), labels[positions]
+
+    def load(positions: Any) -> tuple[Any, Any]:  # read as stored (uint8 images: a quarter of float32)
+        batch, truth = tf.numpy_function(read, [positions], (tf.as_dtype(x.dtype), tf.int64), stateful=False)
+        batch.set_shape((None, *x.shape[1:]))
+        truth.set_shape((None,))
+        return tf.cast(batch, tf.float32), truth
+
+    return dataset.batch(batch_size).map(load, num_parallel_calls=READERS, deterministic=True)
+
+
+def train_dataset(
+    tf: Any, x: Any, y: np.ndarray, indices: np.ndarray, params: dict[str, Any], flip_axis: int
+) -> Any:
+    """Shuffled batches of the training samples, streamed from disk, with the configured augmentation."""
     noise, flip = params["augment_noise"], params["augment_flip"]
 
-    def gather(indices: Any) -> tuple[Any, Any]:
-        batch = tf.gather(x_all, indices)
+    def augment(batch: Any, truth: Any) -> tuple[Any, Any]:
         if flip:
-            per_sample = tf.concat([tf.shape(indices), tf.ones([batch.shape.rank - 1], "int32")], 0)
+            per_sample = tf.concat([tf.shape(truth), tf.ones([batch.shape.rank - 1], "int32")], 0)
             coin = tf.random.uniform(per_sample)
             batch = tf.where(coin < 0.5, tf.reverse(batch, [flip_axis]), batch)
         if noise:
             batch = batch + tf.random.normal(tf.shape(batch), stddev=noise)
-        return batch, tf.gather(y_all, indices)
+        return batch, truth
 
-    return (
-        tf.data.Dataset.range(len(x))
-        .shuffle(len(x), seed=params["seed"], reshuffle_each_iteration=True)
-        .batch(params["batch_size"])
-        .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    dataset = stream(tf, x, y, indices, params["batch_size"], seed=params["seed"])
+    if flip or noise:
+        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(PREFETCH_BATCHES)
 
 
-def _keras_callback(keras: Any, book: EpochBook, x_val: np.ndarray, y_val: np.ndarray, binary: bool) -> Any:
+def _keras_callback(keras: Any, book: EpochBook, x_val: Any, y_val: np.ndarray, binary: bool) -> Any:
     """Forwards Keras' events to the book, adding the binary validation scores to the epoch logs."""
 
     class Bridge(keras.callbacks.Callback):
@@ -223,13 +264,12 @@ def fit(
         print(f"resuming after epoch {state.epoch} from {checkpoints.folder}", flush=True)
     if state.epoch >= params["epochs"] or state.stopped_early:
         return state, checkpoints
-    x_train, y_train = data.part(data.train)
-    x_val, y_val = data.part(data.validation)
-    book = EpochBook(store, job, recorder, checkpoints, state, params, len(x_train))
+    validation = stream(tf, data.x, data.y, data.validation, params["batch_size"]).prefetch(PREFETCH_BATCHES)
+    x_val, y_val = validation.map(lambda batch, _: batch), data.y[data.validation]
+    book = EpochBook(store, job, recorder, checkpoints, state, params, len(data.train))
     model.fit(
-        train_dataset(tf, x_train, y_train, params, _flip_axis(spec)),
-        validation_data=(x_val, y_val),
-        validation_batch_size=params["batch_size"],
+        train_dataset(tf, data.x, data.y, data.train, params, _flip_axis(spec)),
+        validation_data=validation,
         epochs=params["epochs"],
         initial_epoch=state.epoch,
         shuffle=False,  # the dataset shuffles itself
@@ -239,15 +279,24 @@ def fit(
     return state, checkpoints
 
 
-def predict(model_path: Path, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Class probabilities of the model *file* (loaded afresh) for samples ``x``."""
+PREDICT_CHUNK_BATCHES = 64  # samples predicted per read: bounded memory on a dataset larger than it
+
+
+def predict(model_path: Path, x: Any, batch_size: int) -> np.ndarray:
+    """Class probabilities of the model *file* (loaded afresh) for samples ``x``, read chunk by chunk."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet in-process use (`blueno runs test`)
     import keras
     import tensorflow as tf
 
     _configure_tensorflow(tf)
     model = keras.models.load_model(model_path)
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    chunk = batch_size * PREDICT_CHUNK_BATCHES  # a multiple of the batch: the same batches as one call
+    parts = [
+        np.asarray(model.predict(np.asarray(x[start : start + chunk], dtype=np.float32), batch_size=batch_size,
+                                 verbose=0), dtype=np.float32)
+        for start in range(0, len(x), chunk)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
 def predict_split(model_path: Path, data: Data, split: str, batch_size: int) -> Prediction:
@@ -258,7 +307,7 @@ def predict_split(model_path: Path, data: Data, split: str, batch_size: int) -> 
             f"the {split} split of {data.ref} is empty: the run's grid reserved none "
             "([split] test = 0.1 reserves a test split for new runs)"
         )
-    x, y = data.part(indices)
+    x, y = Rows(data.x, indices), data.y[indices]
     return Prediction(split, data.ids[indices], y, predict(model_path, x, batch_size), indices,
                       list(data.class_names), data.ref)
 

@@ -7,7 +7,10 @@ new points are read from the database (``blueno.metrics.since``).  What makes
 show: each curve is clipped to the visible x range and decimated to the
 plot's pixel width, keeping the minimum and maximum of every pixel column
 (so spikes stay visible), and only curves whose data or view changed are
-decimated again.
+decimated again.  The curves that are not growing (all but a few) are
+decimated and stroked off the GUI thread into one image: after a zoom or a
+pan the GUI thread repaints at once from the previous image, moved and
+scaled to the new view, and swaps in the exact one when it is ready.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QImage, QPainter, QPainterPath, QPen
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QImage, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from blueno import metrics
@@ -29,6 +32,7 @@ from gui.workers import Fetcher
 
 REDRAW_MS = 100
 SETTLE_S = 2.0  # a curve unchanged this long is painted from the settled layer's image
+LIVE_MAX = 8  # at most this many growing curves are live items; the layer draws the rest
 LEGEND_MAX = 24
 VALIDATION_PREFIX = "val_"
 SHOW_BOTH, SHOW_TRAIN, SHOW_VALIDATION = "train + validation", "train", "validation"
@@ -37,34 +41,38 @@ SHOW_BOTH, SHOW_TRAIN, SHOW_VALIDATION = "train + validation", "train", "validat
 def decimate(
     x: np.ndarray, y: np.ndarray, x0: float, x1: float, columns: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Clip a sorted series to [x0, x1] and keep each pixel column's min and max.
+    """Clip a sorted series to [x0, x1] and keep each pixel column's first, minimum, maximum and last point.
 
-    One point either side of the range is kept so lines run to the edges.
-    Each column is drawn from the extreme nearer its first point to the other,
-    so the line from one column to the next stays short (cheap to rasterize).
-    Returns at most ``2 * columns + 2`` points; fewer pass through as they are.
+    This is M4 aggregation (Jugel et al., VLDB 2014): a line through these
+    points covers the same pixels as the line through all of them, since
+    inside a column the extremes bound every segment and the segment between
+    two columns joins the same two raw points.  One point either side of the
+    range is kept so lines run to the edges.  Returns at most
+    ``4 * columns + 2`` points; fewer pass through as they are.
     """
     start = max(int(np.searchsorted(x, x0, side="left")) - 1, 0)
     stop = min(int(np.searchsorted(x, x1, side="right")) + 1, len(x))
     x, y = x[start:stop], y[start:stop]
-    if len(x) <= 2 * columns or x1 <= x0:
+    if len(x) <= 4 * columns or x1 <= x0:
         return x, y
     first = 1 if x[0] < x0 else 0
     last = len(x) - 1 if x[-1] > x1 else len(x)
     xi, yi = x[first:last], y[first:last]
-    column = ((xi - x0) * (columns / (x1 - x0))).astype(np.int64)
+    column = np.minimum(((xi - x0) * (columns / (x1 - x0))).astype(np.int64), columns - 1)  # x1 is inside
     starts = np.flatnonzero(np.diff(column, prepend=-1))
+    ends = np.append(starts[1:], len(xi)) - 1
     with np.errstate(invalid="ignore"):
         low = np.fmin.reduceat(yi, starts)
         high = np.fmax.reduceat(yi, starts)
-    rising = np.abs(yi[starts] - low) <= np.abs(yi[starts] - high)
-    out_y = np.empty(2 * len(starts))
-    out_y[0::2] = np.where(rising, low, high)
-    out_y[1::2] = np.where(rising, high, low)
-    return (
-        np.concatenate([x[:first], np.repeat(xi[starts], 2), x[last:]]),
-        np.concatenate([y[:first], out_y, y[last:]]),
-    )
+    rising = np.abs(yi[starts] - low) <= np.abs(yi[starts] - high)  # nearer extreme first: short strokes
+    out_x = np.repeat(xi[starts], 4)
+    out_x[3::4] = xi[ends]
+    out_y = np.empty(4 * len(starts))
+    out_y[0::4] = yi[starts]
+    out_y[1::4] = np.where(rising, low, high)
+    out_y[2::4] = np.where(rising, high, low)
+    out_y[3::4] = yi[ends]
+    return np.concatenate([x[:first], out_x, x[last:]]), np.concatenate([y[:first], out_y, y[last:]])
 
 
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:
@@ -87,6 +95,8 @@ class Series:
     x: np.ndarray = field(default_factory=lambda: np.empty(64))
     y: np.ndarray = field(default_factory=lambda: np.empty(64))
     n: int = 0
+    low: float = np.inf  # running extremes of the finite values: the plot's bounds without a scan
+    high: float = -np.inf
 
     def extend(self, steps: np.ndarray, values: np.ndarray) -> None:
         if len(steps) == 0:
@@ -95,7 +105,9 @@ class Series:
             keep = self.x[: self.n] < steps[0]
             steps = np.concatenate([self.x[: self.n][keep], steps])
             values = np.concatenate([self.y[: self.n][keep], values])
-            self.n = 0
+            # New arrays, never a rewrite in place: the layer's worker may be reading the old ones.
+            self.x, self.y, self.n = np.empty(len(self.x)), np.empty(len(self.y)), 0
+            self.low, self.high = np.inf, -np.inf
         need = self.n + len(steps)
         if need > len(self.x):
             capacity = max(need, 2 * len(self.x))
@@ -104,6 +116,9 @@ class Series:
         self.x[self.n : need] = steps
         self.y[self.n : need] = values
         self.n = need
+        finite = values[np.isfinite(values)]
+        if len(finite):
+            self.low, self.high = min(self.low, float(finite.min())), max(self.high, float(finite.max()))
 
     @property
     def last_step(self) -> int | None:
@@ -112,81 +127,147 @@ class Series:
     def view(self) -> tuple[np.ndarray, np.ndarray]:
         return self.x[: self.n], self.y[: self.n]
 
+    def extent(self, log_y: bool = False) -> tuple[float, float, float, float] | None:
+        """(first step, last step, lowest value, highest value); None when nothing finite is drawn."""
+        if not self.n:
+            return None
+        low, high = self.low, self.high
+        if log_y:
+            y = self.y[: self.n]
+            positive = y[y > 0]
+            if not len(positive):
+                return None
+            low, high = float(np.log10(positive.min())), float(np.log10(positive.max()))
+        if not (np.isfinite(low) and np.isfinite(high)):
+            return None
+        return float(self.x[0]), float(self.x[self.n - 1]), low, high
+
 
 CurveKey = tuple[int, str]  # (run id, metric key)
 
 
+def prepare_curve(
+    x: np.ndarray, y: np.ndarray, view: tuple[float, float] | None, columns: int, smoothing: float, log_y: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """What one curve draws: smoothed, on a log scale if asked, decimated to ``view`` (None: its own extent)."""
+    if smoothing:
+        y = smooth(y, smoothing)
+    if log_y:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.where(y > 0, np.log10(y), np.nan)
+    if view is not None:
+        return decimate(x, y, view[0], view[1], columns)
+    if len(x):
+        return decimate(x, y, float(x[0]), float(x[-1]), columns)
+    return x, y
+
+
+def pixel_grid(transform: QTransform, x0: float, x1: float) -> tuple[tuple[float, float], int]:
+    """The x range and column count whose columns are exactly the device's pixel columns over [x0, x1].
+
+    Decimating on the device's own column borders puts each column's minimum
+    and maximum in the pixel column where the raw points would be drawn.
+    """
+    scale, offset = transform.m11(), transform.dx()
+    if scale <= 0 or not (np.isfinite(x0) and np.isfinite(x1)) or x1 <= x0:
+        return (x0, x1), 16
+    first, last = np.floor(scale * x0 + offset), np.ceil(scale * x1 + offset)
+    return ((first - offset) / scale, (last - offset) / scale), max(int(last - first), 1)
+
+
+def draw_curves(
+    curves: Sequence[tuple[np.ndarray, np.ndarray, QPen]],
+    view: tuple[float, float],
+    smoothing: float,
+    log_y: bool,
+    transform: QTransform,
+    size: tuple[int, int, float],
+) -> tuple[QImage, QTransform]:
+    """Decimate and stroke curves into an image of the view (worker thread: QImage, not QPixmap)."""
+    width, height, ratio = size
+    image = QImage(int(width * ratio), int(height * ratio), QImage.Format.Format_ARGB32_Premultiplied)
+    image.setDevicePixelRatio(ratio)
+    image.fill(0)
+    painter = QPainter(image)
+    painter.setTransform(transform)
+    grid, columns = pixel_grid(transform, *view)
+    for x, y, pen in curves:
+        x, y = prepare_curve(x, y, grid, columns, smoothing, log_y)
+        if len(x) > 1:
+            painter.setPen(pen)
+            painter.drawPath(pg.arrayToQPath(x, y, connect="finite"))
+    painter.end()
+    return image, transform
+
+
 class SettledLayer(pg.GraphicsObject):
-    """Curves that stopped changing, painted once into an image and then only copied.
+    """Curves that are not growing, drawn off the GUI thread into one image that paint only copies.
 
     With 100 runs selected and 4 of them training, a frame repaints 4 curves
-    and copies one image instead of stroking 100 paths.  The image is redrawn
-    when the view moves, the widget resizes, or a curve joins or leaves.
+    and copies one image instead of stroking 100 paths.  The image remembers
+    the item-to-device transform it was drawn with; while the view moves (a
+    zoom, a pan, a resize) the image is mapped onto the new view until the
+    worker delivers one drawn for it.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._paths: dict[CurveKey, tuple[QPainterPath, QPen]] = {}
         self._bounds = QRectF()
+        self._empty = True
         self._image: QImage | None = None
-        self._image_key: tuple | None = None
+        self._transform = QTransform()  # item → device pixels, when the image was drawn
 
-    def set_curves(self, curves: dict[CurveKey, tuple[np.ndarray, np.ndarray, QPen]]) -> None:
+    @property
+    def has_image(self) -> bool:
+        return self._image is not None
+
+    def set_bounds(self, bounds: QRectF | None) -> None:
+        """The data extent of the curves the layer stands for (what auto-range follows)."""
         self.prepareGeometryChange()
-        self._paths = {
-            key: (pg.arrayToQPath(x, y, connect="finite"), pen) for key, (x, y, pen) in curves.items()
-        }
-        self._bounds = QRectF()
-        for path, _ in self._paths.values():
-            self._bounds = self._bounds.united(path.boundingRect())
-        self._image_key = None
+        self._empty = bounds is None
+        self._bounds = QRectF() if bounds is None else bounds
+        if self._empty:
+            self._image = None
+        self.update()
+
+    def set_image(self, image: QImage, transform: QTransform) -> None:
+        self._image, self._transform = (None if self._empty else image), transform
         self.update()
 
     def boundingRect(self) -> QRectF:
         return QRectF(self._bounds)
 
     def dataBounds(self, axis: int, frac: float = 1.0, orthoRange=None) -> tuple[float, float] | None:
-        if not self._paths:
+        if self._empty:
             return None
         rect = self._bounds
         return (rect.left(), rect.right()) if axis == 0 else (rect.top(), rect.bottom())
 
     def paint(self, painter: QPainter, option, widget=None) -> None:
-        if not self._paths:
+        if self._image is None:
             return
-        device = painter.device()
-        ratio = device.devicePixelRatioF()
-        transform = painter.transform()
-        key = (transform, device.width(), device.height(), ratio)
-        if key != self._image_key or self._image is None:
-            image = QImage(
-                int(device.width() * ratio),
-                int(device.height() * ratio),
-                QImage.Format.Format_ARGB32_Premultiplied,
-            )
-            image.setDevicePixelRatio(ratio)
-            image.fill(0)
-            cache = QPainter(image)
-            cache.setTransform(transform)
-            for path, pen in self._paths.values():
-                cache.setPen(pen)
-                cache.drawPath(path)
-            cache.end()
-            self._image, self._image_key = image, key
+        inverse, invertible = self._transform.inverted()
+        if not invertible:
+            return
+        moved = inverse * painter.transform()  # the image's pixels → now's device pixels
+        if abs(moved.m11() - 1) < 1e-6 and abs(moved.m22() - 1) < 1e-6 and not moved.m12() and not moved.m21():
+            moved = QTransform.fromTranslate(round(moved.dx()), round(moved.dy()))  # a plain copy: Qt's blit
         painter.save()
-        painter.resetTransform()
-        painter.drawImage(0, 0, self._image)
+        painter.setTransform(moved)
+        painter.drawImage(QPointF(0, 0), self._image)
         painter.restore()
 
 
 class LivePlot(QObject):
     """The curves of a set of runs inside one ``pg.PlotItem``, decimated to its width.
 
-    A curve whose data changed in the last ``SETTLE_S`` seconds is a live
-    ``PlotCurveItem``; the others are painted by one :class:`SettledLayer`.
+    A curve whose data changed in the last ``SETTLE_S`` seconds (at most
+    ``LIVE_MAX`` of them, the most recent) is a live ``PlotCurveItem``; the
+    others are painted by one :class:`SettledLayer`, drawn by a worker.
     """
 
     redrawn = Signal(int)  # how many curves were decimated again
+    rendered = Signal()  # the layer's worker delivered an image drawn for the current curves
     legend_changed = Signal(str)  # rich text naming the shown curves in their colours
 
     def __init__(self, plot: pg.PlotItem, parent: QObject | None = None) -> None:
@@ -203,8 +284,12 @@ class LivePlot(QObject):
         self._log_y = False
         self._view: tuple | None = None
         self._legend_stale = False  # the legend text is rebuilt once per redraw
+        self._layer_stale = True  # the layer's image is drawn again (off the GUI thread)
         self.layer = SettledLayer()
         plot.addItem(self.layer)
+        self._renderer = Fetcher(self._plan_render, self)  # one drawing at a time; requests coalesce
+        self._render_asked = self._render_done = 0  # requests made, and the newest one drawn
+        self._renderer.ready.connect(self._on_rendered)
         plot.getViewBox().sigRangeChanged.connect(lambda *_: self._view_changed())
         plot.getViewBox().sigResized.connect(lambda *_: self._view_changed())
 
@@ -237,12 +322,14 @@ class LivePlot(QObject):
     def set_smoothing(self, weight: float) -> None:
         self._smoothing = weight
         self._dirty.update(self.curves)
+        self._layer_stale = True
 
     def set_log_y(self, on: bool) -> None:
         self._log_y = on
         for name in ("left", "right"):
             self.plot.getAxis(name).setLogMode(False, on)
         self._dirty.update(self.curves)
+        self._layer_stale = True
         self.plot.enableAutoRange()
 
     def _ensure_curve(self, key: CurveKey) -> None:
@@ -275,7 +362,8 @@ class LivePlot(QObject):
     # -- drawing --------------------------------------------------------------
 
     def _view_changed(self) -> None:
-        """Re-decimate everything only when what decimation depends on moved."""
+        """Re-decimate live curves only when what decimation depends on moved; the layer on any move."""
+        self._layer_stale = True
         box = self.plot.getViewBox()
         view: tuple = (self.pixel_columns(),)
         if not box.autoRangeEnabled()[0]:  # following the data, each curve spans its own extent
@@ -288,46 +376,90 @@ class LivePlot(QObject):
         return max(16, int(self.plot.getViewBox().width()))
 
     def redraw(self) -> int:
-        """Decimate the curves that changed, and move curves between live and settled; how many changed."""
+        """Decimate the live curves that changed, move curves between live and settled; how many changed."""
         if self._legend_stale:
             self._legend_stale = False
             self.legend_changed.emit(self.legend_html())
-        done = self._decimate(self._dirty & set(self.curves))
-        self._dirty.clear()
-        now = time.monotonic()
-        settled = frozenset(k for k in self.curves if now - self._changed_at.get(k, 0.0) >= SETTLE_S)
-        if settled != self._settled or (done & settled):
-            for key, curve in self.curves.items():
-                curve.setVisible(key not in settled)
-                if key not in settled and key not in done and key in self._drawn:
-                    curve.setData(*self._drawn[key])  # it was settled: its item has no data yet
-            self.layer.set_curves({k: (*self._drawn[k], self.curves[k].opts["pen"]) for k in settled})
-            self._settled = settled
-        for key in done - settled:
-            self.curves[key].setData(*self._drawn[key])
-        self.redrawn.emit(len(done))
-        return len(done)
-
-    def _decimate(self, keys: set[CurveKey]) -> set[CurveKey]:
-        if not keys:
-            return set()
-        columns = self.pixel_columns()
         box = self.plot.getViewBox()
-        (x0, x1), _ = box.viewRange()
-        follow = box.autoRangeEnabled()[0]  # the view follows the data: draw it all
+        box.prepareForPaint()  # apply a pending auto-range now: decimate for the view that will show
+        now = time.monotonic()
+        growing = sorted((k for k in self.curves if now - self._changed_at.get(k, 0.0) < SETTLE_S),
+                         key=lambda k: self._changed_at[k], reverse=True)
+        live = set(growing[:LIVE_MAX])
+        settled = frozenset(self.curves) - live
+        if settled != self._settled or self._dirty & settled:
+            self._layer_stale = True
+        todo = {k for k in live if k in self._dirty or k not in self._drawn}
+        self._dirty.clear()
+        self._decimate(todo)
+        for key, curve in self.curves.items():
+            if key in settled:
+                self._drawn.pop(key, None)
+            if curve.isVisible() != (key in live):
+                curve.setVisible(key in live)
+        for key in todo:
+            self.curves[key].setData(*self._drawn[key])
+        self._settled = settled
+        if self._layer_stale:
+            self.layer.set_bounds(self._bounds(settled))
+            box.prepareForPaint()  # the new bounds may move the auto-range; the worker draws for that
+            self._layer_stale = False
+            self._render_asked += 1
+            self._renderer.request()
+        self.redrawn.emit(len(todo))
+        return len(todo)
+
+    def _decimate(self, keys: set[CurveKey]) -> None:
+        if not keys:
+            return
+        view = self._decimation_view()
         for key in keys:
-            x, y = self.series[key].view()
-            if self._smoothing:
-                y = smooth(y, self._smoothing)
-            if self._log_y:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    y = np.where(y > 0, np.log10(y), np.nan)
-            if not follow:
-                x, y = decimate(x, y, x0, x1, columns)
-            elif len(x):
-                x, y = decimate(x, y, float(x[0]), float(x[-1]), columns)
-            self._drawn[key] = (x, y)
-        return keys
+            self._drawn[key] = prepare_curve(
+                *self.series[key].view(), view, self.pixel_columns(), self._smoothing, self._log_y
+            )
+
+    def _decimation_view(self) -> tuple[float, float] | None:
+        """The x range to decimate to; None while the view follows the data (each curve: all of it)."""
+        box = self.plot.getViewBox()
+        return None if box.autoRangeEnabled()[0] else tuple(box.viewRange()[0])
+
+    def _bounds(self, keys: Iterable[CurveKey]) -> QRectF | None:
+        """The data extent of these curves, from each series' running minimum and maximum."""
+        spans = [self.series[k].extent(self._log_y) for k in keys if k in self.series]
+        spans = [span for span in spans if span is not None]
+        if not spans:
+            return None
+        left, right, low, high = np.array(spans).T
+        return QRectF(float(left.min()), float(low.min()), float(right.max() - left.min()),
+                      float(high.max() - low.min()))
+
+    @property
+    def layer_current(self) -> bool:
+        """Whether the layer shows an image drawn for the latest curves and view (not a moved old one)."""
+        return self._render_done == self._render_asked and not self._layer_stale
+
+    def _plan_render(self) -> Callable[[], tuple[int, tuple[QImage, QTransform] | None]]:
+        """What the worker draws: the settled curves' series (views, never copied) and the view."""
+        asked = self._render_asked
+        self.plot.getViewBox().prepareForPaint()
+        transform = self.layer.deviceTransform_()
+        view_widget = self.layer.getViewWidget()
+        curves = [(*self.series[k].view(), QPen(self.curves[k].opts["pen"]))
+                  for k in sorted(self._settled) if k in self.series]
+        if transform is None or view_widget is None or not curves:
+            return lambda: (asked, None)
+        port = view_widget.viewport()
+        args = (curves, tuple(self.plot.getViewBox().viewRange()[0]), self._smoothing, self._log_y,
+                QTransform(transform), (port.width(), port.height(), port.devicePixelRatioF()))
+        return lambda: (asked, draw_curves(*args))
+
+    def _on_rendered(self, result: tuple[int, tuple[QImage, QTransform] | None]) -> None:
+        asked, drawn = result
+        if drawn is not None:
+            self.layer.set_image(*drawn)
+        self._render_done = asked
+        if self.layer_current:
+            self.rendered.emit()
 
 
 def _metric_names(keys: Iterable[str]) -> list[str]:

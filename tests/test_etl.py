@@ -14,6 +14,7 @@ from blueno import BluenoError, datasets
 from blueno.cli import main
 from blueno.datasets.derive import derive
 from blueno.datasets.importing import import_path
+from blueno.datasets.stream import ArrayFile
 from blueno.workspace import Workspace
 
 
@@ -71,7 +72,7 @@ def test_that_derive_records_lineage_and_reuses_the_cached_result(workspace, sto
     assert derived.transform == {"name": "center_crop", "params": {"height": 6, "width": 6}}
     x, y, ids, names = datasets.load_arrays(workspace, derived)
     px, py, pids, _ = datasets.load_arrays(workspace, demo)
-    assert isinstance(x, np.memmap) and x.shape == (1797, 6, 6)
+    assert isinstance(x, ArrayFile) and x.shape == (1797, 6, 6)  # read by rows, never whole
     np.testing.assert_array_equal(x, px[:, 1:7, 1:7])
     assert y.tolist() == py.tolist() and ids.tolist() == pids.tolist() and names == demo.class_names
     mtime = (derived.path / "x.npy").stat().st_mtime_ns

@@ -3,8 +3,10 @@
 Jobs arrive one at a time after an idle gap (0.2-2.5 s, the same seeded sequence for both), as a
 researcher queues them.  Blueno: a scheduler on one CPU slot; the job's process is a ``sh`` that
 stamps the time and execs the trainer stand-in, so the figure includes fork and exec.  Two ways of
-queueing: from another process (the CLI: the scheduler notices on its next idle tick) and from the
-scheduler's own process (the GUI: it kicks the scheduler).  huey: ``SqliteHuey`` with a consumer
+queueing: from another process (the CLI: ``JobQueue.submit`` pokes the workspace's wake-up FIFO,
+``blueno.wakeup``; measured also without it, where the scheduler notices on its next 20 ms
+``data_version`` tick) and from the scheduler's own process (the GUI: it kicks the scheduler).
+huey: ``SqliteHuey`` with a consumer
 started with its default settings (``huey_consumer``: 1 worker thread, polling from 0.1 s with
 back-off 1.15 up to 10 s); the task stamps the time when its body starts (a thread, no new process).
 """
@@ -41,14 +43,17 @@ def wait_file(path: Path, timeout: float = 60.0) -> str:
     raise TimeoutError(f"{path} never appeared")
 
 
-def blueno_latencies(tmp: Path, kick: bool) -> list[float]:
+def blueno_latencies(tmp: Path, kick: bool, poke: bool = True) -> list[float]:
     from standin_model import STANDIN_COMMAND, standin_grid
 
     from blueno.queue import JobQueue
     from blueno.scheduler import Scheduler, Slot
+    from blueno.wakeup import wake_path
     from blueno.workspace import Workspace
 
-    workspace = Workspace(tmp / f"dispatch-ws-{'kick' if kick else 'poll'}").ensure()
+    workspace = Workspace(tmp / f"dispatch-ws-{'kick' if kick else 'poke' if poke else 'poll'}").ensure()
+    if not poke:  # the name taken by a folder: no wake-up FIFO, the scheduler falls back to data_version
+        wake_path(workspace.root).mkdir()
     stamp = 'date +%s.%N > "$BLUENO_HOME/started-$1"; exec ' + " ".join(STANDIN_COMMAND) + ' "$1" "$2"'
     scheduler = Scheduler(workspace, [Slot("cpu0", None)], trainer_command=["/bin/sh", "-c", stamp, "sh"])
     thread = threading.Thread(target=scheduler.run, daemon=True)
@@ -109,14 +114,17 @@ def huey_latencies(tmp: Path) -> list[float]:
 
 def run(tmp: Path) -> list[Row]:
     huey = huey_latencies(tmp)
-    polled = blueno_latencies(tmp, kick=False)
+    poked = blueno_latencies(tmp, kick=False)
+    polled = blueno_latencies(tmp, kick=False, poke=False)
     kicked = blueno_latencies(tmp, kick=True)
     median = statistics.median
     return [
-        Row("dispatch latency, median (queued by another process)", "ms", median(polled) * 1000,
+        Row("dispatch latency, median (queued by another process)", "ms", median(poked) * 1000,
             median(huey) * 1000, "huey SqliteHuey, default consumer", False, target=1),
-        Row(f"dispatch latency, worst of {SAMPLES} (another process)", "ms", max(polled) * 1000, max(huey) * 1000,
+        Row(f"dispatch latency, worst of {SAMPLES} (another process)", "ms", max(poked) * 1000, max(huey) * 1000,
             "huey SqliteHuey, default consumer", False, target=1),
+        Row("dispatch latency, median (another process), wake-up FIFO vs data_version polling only", "ms",
+            median(poked) * 1000, median(polled) * 1000, "Blueno without the wake-up (20 ms polling)", False),
         Row("dispatch latency, median (queued in the GUI's process)", "ms", median(kicked) * 1000,
             median(huey) * 1000, "huey SqliteHuey, default consumer", False, target=1),
     ]

@@ -4,6 +4,7 @@ The package is layered, bottom to top (an import-linter ``layers`` contract in
 ``pyproject.toml`` keeps it so; no module imports one above it):
 
 - :mod:`~blueno.datasets.task`: the progress/cancel object long work reports through;
+- :mod:`~blueno.datasets.stream`: samples read from disk by batch (files by rows, one file per sample);
 - :mod:`~blueno.datasets.manifest`: manifests (every file's size and crc32c), hashing, verification;
 - :mod:`~blueno.datasets.kinds`: what each kind of data looks like on disk, and its loader;
 - :mod:`~blueno.datasets.registry`: the ``datasets`` table: versions, lookup, loading, verify, remove;
@@ -23,6 +24,7 @@ from blueno.datasets.registry import (
     DEMO_NAME,
     NAME_PATTERN,
     DatasetVersion,
+    cache_dir,
     check_name,
     find,
     get,
@@ -40,6 +42,7 @@ __all__ = [
     "DEMO_NAME",
     "NAME_PATTERN",
     "DatasetVersion",
+    "cache_dir",
     "check_name",
     "default_name",
     "derive",

@@ -21,6 +21,14 @@ import numpy as np
 
 from blueno import BluenoError
 from blueno.datasets.manifest import walk_files
+from blueno.datasets.stream import (
+    ArrayFile,
+    FileStack,
+    cache_member,
+    cached_table,
+    npy_rows,
+    read_npy_into,
+)
 from blueno.limits import DEFAULT, ImportLimits, array_problem, image_problem, is_plain_name, label_counts
 
 KINDS = ("npy_folder", "npz", "image_folder", "csv", "arrays")
@@ -29,6 +37,8 @@ ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 LABELS_FILE = "labels.csv"
 MAX_PROBLEMS_SHOWN = 20
 # What a loader returns: samples, their ids, and labels as int64 indices into the manifest's class_names.
+# Loaders take (root, manifest, cache=None) and return x read on demand (blueno.datasets.stream) where
+# they can; ``cache`` is the version's folder for one-time conversions (CSV, compressed .npz).
 Samples = tuple[np.ndarray, list[str], np.ndarray]
 X_KEYS = ("x", "X")
 Y_KEYS = ("y", "Y")
@@ -307,13 +317,15 @@ def _checked_labels(root: Path, options: dict[str, str]) -> tuple[list[str], lis
     return ids, labels
 
 
-def load_npy_folder(root: Path, manifest: dict[str, Any]) -> Samples:
-    """The samples in the order of the labels file, one array per sample stacked."""
-    options = manifest["options"]
-    ids, labels = _checked_labels(root, options)
-    x = np.empty((len(ids), *manifest["sample_shape"]), dtype=manifest["dtype"])
-    for i, sample in enumerate(ids):
-        x[i] = np.load(root / f"{sample}.npy", allow_pickle=False)
+def _load_npy(path: Path) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
+def load_npy_folder(root: Path, manifest: dict[str, Any], cache: Path | None = None) -> Samples:
+    """The samples in the order of the labels file, each file read when a batch needs it."""
+    ids, labels = _checked_labels(root, manifest["options"])
+    x = FileStack([root / f"{sample}.npy" for sample in ids], tuple(manifest["sample_shape"]),
+                  manifest["dtype"], _load_npy, read_npy_into)
     return x, ids, class_indices(labels, manifest["class_names"])
 
 
@@ -395,10 +407,19 @@ def _member_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ..
     return shape, dtype
 
 
-def load_npz(root: Path, manifest: dict[str, Any]) -> Samples:
+def load_npz(root: Path, manifest: dict[str, Any], cache: Path | None = None) -> Samples:
+    """x read in place when stored uncompressed; a compressed x is extracted once into ``cache``."""
     options = manifest["options"]
-    with np.load(root / options["file"], allow_pickle=False) as data:
-        x = data[options["x"]]
+    path = root / options["file"]
+    with zipfile.ZipFile(path) as archive:
+        member = _npz_keys(archive.namelist())[options["x"]]
+    x: Any = ArrayFile.open_npz_member(path, member)
+    with np.load(path, allow_pickle=False) as data:
+        if x is None and cache is not None:
+            x = cache_member(cache, path, member, (manifest["n_samples"], *manifest["sample_shape"]),
+                             manifest["dtype"])
+        elif x is None:
+            x = data[options["x"]]
         labels = _label_strings(data[options["y"]])
         labels = np.array([], dtype=str) if labels is None else labels
         ids = [str(i) for i in data["ids"]] if "ids" in data else [str(i) for i in range(len(labels))]
@@ -454,11 +475,11 @@ def _scan_image_folder(root: Path, limits: ImportLimits = DEFAULT) -> Scan:
     )
 
 
-def load_image_folder(root: Path, manifest: dict[str, Any]) -> Samples:
+def load_image_folder(root: Path, manifest: dict[str, Any], cache: Path | None = None) -> Samples:
+    """Images decoded when a batch needs them (in parallel, by the trainer's input pipeline)."""
     images = [f["path"] for f in manifest["files"]]
-    x = np.empty((len(images), *manifest["sample_shape"]), dtype=manifest["dtype"])
-    for i, name in enumerate(images):
-        x[i] = _image_array(root / name)
+    x = FileStack([root / name for name in images], tuple(manifest["sample_shape"]), manifest["dtype"],
+                  _image_array)
     ids = [str(Path(f).with_suffix("")) for f in images]
     return x, ids, class_indices([f.split("/", 1)[0] for f in images], manifest["class_names"])
 
@@ -547,19 +568,23 @@ def _scan_csv(path: Path, label_col: str | None, id_col: str | None) -> Scan:
     )
 
 
-def load_csv(root: Path, manifest: dict[str, Any]) -> Samples:
+def load_csv(root: Path, manifest: dict[str, Any], cache: Path | None = None) -> Samples:
+    """Features converted once into ``cache`` (x, y and ids as .npy); without a cache, read whole."""
     options = manifest["options"]
-    ids, labels, rows, _ = _read_table(
-        root / options["file"], options["label_col"], options["id_col"] or None, []
-    )
-    return np.asarray(rows, dtype=np.float32), ids, class_indices(labels, manifest["class_names"])
+    path = root / options["file"]
+    if cache is None:
+        ids, labels, rows, _ = _read_table(path, options["label_col"], options["id_col"] or None, [])
+        return np.asarray(rows, dtype=np.float32), ids, class_indices(labels, manifest["class_names"])
+    shape = (manifest["n_samples"], *manifest["sample_shape"])
+    x, ids, labels = cached_table(cache, path, options["label_col"], options["id_col"] or None, shape)
+    return x, ids, class_indices(labels, manifest["class_names"])
 
 
 # -- arrays: what derive writes (x.npy memory-mapped, y.npy as class indices, ids.npy) --------
 
 
-def load_arrays_kind(root: Path, manifest: dict[str, Any]) -> Samples:
-    x = np.load(root / "x.npy", mmap_mode="r", allow_pickle=False)
+def load_arrays_kind(root: Path, manifest: dict[str, Any], cache: Path | None = None) -> Samples:
+    x = npy_rows(root / "x.npy")
     y = np.load(root / "y.npy", allow_pickle=False)
     ids = [str(i) for i in np.load(root / "ids.npy", allow_pickle=False)]
     return x, ids, y

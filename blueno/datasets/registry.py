@@ -223,6 +223,11 @@ def _stamp_path(workspace: Workspace, version: DatasetVersion) -> Path:
     return workspace.data_dir / ".verified" / f"{version.name}@{version.version}.json"
 
 
+def cache_dir(workspace: Workspace, version: DatasetVersion) -> Path:
+    """Where a version's one-time ``.npy`` conversions live (CSV, compressed ``.npz``): keyed by content."""
+    return workspace.data_dir / ".cache" / f"{version.name}@{version.version}-{version.manifest_hash[:16]}"
+
+
 def _stats(version: DatasetVersion) -> dict[str, list[int]] | None:
     stats = {}
     for entry in version.files:
@@ -256,9 +261,13 @@ def is_verified(workspace: Workspace, version: DatasetVersion) -> bool:
 def load_arrays(
     workspace: Workspace, version: DatasetVersion
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(x, y, ids, class_names): y as int64 indices into class_names; x memory-mapped where stored so."""
+    """(x, y, ids, class_names): y as int64 indices into class_names; x read from disk by batch.
+
+    ``x`` is array-like (:mod:`blueno.datasets.stream`): indexing it reads
+    those samples only, so a dataset larger than memory trains.
+    """
     try:
-        x, ids, y = LOADERS[version.kind](version.path, version.manifest)
+        x, ids, y = LOADERS[version.kind](version.path, version.manifest, cache=cache_dir(workspace, version))
     except (OSError, ValueError, KeyError) as exc:
         raise BluenoError(
             f"cannot load {version.ref} from {version.path}: {exc}. Run `blueno data verify {version.ref}`."
@@ -320,6 +329,7 @@ def remove(store: Store, workspace: Workspace, ref: str, *, force: bool = False)
             conn.execute("DELETE FROM datasets WHERE id = ?", (v.id,))
     for v in doomed:
         _stamp_path(workspace, v).unlink(missing_ok=True)
+        shutil.rmtree(cache_dir(workspace, v), ignore_errors=True)
         if not v.linked:
             shutil.rmtree(v.path, ignore_errors=True)
             try:
