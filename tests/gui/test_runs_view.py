@@ -8,7 +8,7 @@ from gui_helpers import add_curve, add_runs
 from PySide6.QtCore import QItemSelectionModel, Qt
 
 from blueno.store import dumps
-from gui.runs_view import STATE, RunKeys, RunsFilterProxy, RunsTableModel, read_runs
+from gui.runs_view import STATE, RunKeys, RunsFilterProxy, RunsTableModel, read_runs, run_labels
 from gui.table_model import VALUE_ROLE
 
 
@@ -112,3 +112,15 @@ def test_that_the_detail_pane_shows_parameters_and_follows_the_log(qtbot, window
         conn.execute("UPDATE jobs SET epoch = 2 WHERE id = (SELECT job_id FROM runs WHERE id = ?)", (run_id,))
     window.watcher.poke()
     qtbot.waitUntil(lambda: "epoch 2/3" in view.detail.log.toPlainText(), timeout=5000)
+
+
+def test_that_legends_name_runs_by_the_parameters_that_differ(qtbot, window, store) -> None:
+    run_ids = add_runs(store, 3)  # learning_rate and units vary; the model does not
+    view = window.runs_view
+    window.tabs.setCurrentWidget(view)
+    window.watcher.poke()
+    qtbot.waitUntil(lambda: view.model.rowCount() == 3, timeout=5000)
+    labels = run_labels(list(view.model.rows()), view.model.keys_shown.params)
+    assert labels[run_ids[0]] == f"{run_ids[0]} · learning_rate=0.1 · units=16"
+    assert labels[run_ids[1]] == f"{run_ids[1]} · learning_rate=0.01 · units=32"
+    assert len(set(labels.values())) == 3
