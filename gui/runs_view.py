@@ -47,6 +47,7 @@ from gui.formatting import STATE_COLOURS, format_duration, format_value
 from gui.parallel_coordinates import QtParallelCoordinates
 from gui.plot import QtLivePlot
 from gui.run_detail import QtRunDetail
+from gui.runs_columns import RunsColumns
 from gui.table_model import ID_ROLE, ROW_ROLE, Column, Row, RowsTableModel
 from gui.workers import Fetcher
 
@@ -295,7 +296,7 @@ class QtRunsView(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
-        self.table.horizontalHeader().setSectionsMovable(True)
+        self.columns = RunsColumns(self.table, self.model, len(BASE_COLUMNS), self)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
         self.table.selectionModel().currentRowChanged.connect(self._on_current)
         self.model.rowsInserted.connect(lambda *_: self._update_count())
@@ -425,11 +426,13 @@ class QtRunsView(QWidget):
         self.count.setText(f"{total} runs" if shown == total else f"{shown} of {total} runs")
 
     def save(self, settings: QSettings) -> None:
+        self.columns.save(settings)
         settings.setValue("runs/splitter", self.splitter.saveState())
         settings.setValue("runs/right", self.right.saveState())
         settings.setValue("runs/view", self.views.currentIndex())
 
     def restore(self, settings: QSettings) -> None:
+        self.columns.restore(settings)
         for key, splitter in (("runs/splitter", self.splitter), ("runs/right", self.right)):
             state = settings.value(key)
             if state is not None:
