@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
 from blueno import __version__
 from blueno.queue import JobQueue
@@ -29,6 +29,7 @@ from gui.scheduler_control import SchedulerControl, SchedulerStatus
 from gui.settings_dialog import QtSettingsDialog
 from gui.settings_dialog import read as read_settings
 from gui.watcher import StoreWatcher
+from gui.welcome import QtWelcome
 from gui.workers import Fetcher, lower_priority, submit
 
 DEFAULT_SIZE = (1280, 800)
@@ -91,7 +92,19 @@ class MainWindow(QMainWindow):
             (self.runs_view, "R&uns"),
         ):
             self.tabs.addTab(view, title)
-        self.setCentralWidget(self.tabs)
+        self.welcome = QtWelcome(workspace, store, self)
+        central = QWidget(self)
+        central_layout = QVBoxLayout(central)
+        central_layout.setContentsMargins(6, 6, 6, 0)
+        central_layout.addWidget(self.welcome)
+        central_layout.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        self.welcome.status_message.connect(self.show_message)
+        self.welcome.import_requested.connect(self.datasets_view.choose_and_import)
+        self.welcome.build_requested.connect(lambda: self.tabs.setCurrentWidget(self.grid_view))
+        self.welcome.demo_queued.connect(self._on_demo_queued)
+        self._select_new_runs = False
+        self._demo_runs = 0
 
         for view in (self.datasets_view, self.grid_view, self.queue_view, self.runs_view):
             view.status_message.connect(self.show_message)
@@ -205,6 +218,35 @@ class MainWindow(QMainWindow):
         self.runs_view.refresh()
         self.datasets_view.refresh()
         self.grid_view.refresh()
+        self.welcome.refresh()
+
+    def _on_demo_queued(self, result: Any) -> None:
+        """The demo grid is queued: start training and show its runs' curves as they grow."""
+        self.show_message(f"queued {len(result.added)} demo trainings; starting the scheduler")
+        self._demo_runs = len(result.added) + len(result.requeued)
+        self.welcome.dismiss()
+        self.watcher.poke()
+        if self.scheduler.status.state in ("stopped", "paused"):
+            self.scheduler.start()
+        self.tabs.setCurrentWidget(self.runs_view)
+        self._select_new_runs = True
+        self.runs_view.model.rowsInserted.connect(self._select_runs_when_loaded)
+        self.runs_view.model.modelReset.connect(self._select_runs_when_loaded)
+        self._select_runs_when_loaded()
+        self.watcher.poke()
+
+    def _select_runs_when_loaded(self, *_: Any) -> None:
+        """Select every run as the demo's arrive in the table, so all their curves show and grow."""
+        if not self._select_new_runs:
+            return
+        self.runs_view.table.selectAll()
+        if len(self.runs_view.selected_ids()) >= self._counts_total():
+            self._select_new_runs = False
+            self.runs_view.model.rowsInserted.disconnect(self._select_runs_when_loaded)
+            self.runs_view.model.modelReset.disconnect(self._select_runs_when_loaded)
+
+    def _counts_total(self) -> int:
+        return max(self._demo_runs, 1)
 
     def _on_sync_started(self, sync: Any) -> None:
         self._sync = sync

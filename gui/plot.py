@@ -88,6 +88,16 @@ def smooth(values: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
+# Tableau 10 without its olive and yellow: strong on white, told apart by colour-blind readers too.
+RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+               "#7f7f7f", "#393b79", "#843c39", "#637939")
+
+
+def run_colour(run_id: int) -> str:
+    """The colour of a run's curves, the same in every plot."""
+    return RUN_COLOURS[run_id % len(RUN_COLOURS)]
+
+
 @dataclass
 class Series:
     """A growing (step, value) series with capacity doubling, as in PanningPlot."""
@@ -336,8 +346,8 @@ class LivePlot(QObject):
         if key in self.curves:
             return
         run_id, metric = key
-        # Consecutive runs get distant hues (7 is prime to 24); a run keeps its colour everywhere.
-        pen = pg.mkPen(color=pg.intColor(run_id * 7 % 24, hues=24, values=1, maxValue=220), width=1)
+        # A run keeps its colour everywhere; the palette has no yellow (illegible on the white plot).
+        pen = pg.mkPen(color=run_colour(run_id), width=1)
         if metric.startswith(VALIDATION_PREFIX):
             pen.setStyle(Qt.PenStyle.DashLine)
         curve = pg.PlotCurveItem(pen=pen, antialias=False, connect="finite", skipFiniteCheck=True)
@@ -355,9 +365,10 @@ class LivePlot(QObject):
                 break
             colour = curve.opts["pen"].color().name()
             line = "╌╌" if metric.startswith(VALIDATION_PREFIX) else "——"
-            label = html.escape(f"{self._labels.get(run_id, f'run {run_id}')} {metric}")
+            label = html.escape(f"{self._labels.get(run_id, f'run {run_id}')} {metric}").replace(" ", "&nbsp;")
+            # One entry never wraps inside itself: lines break only between entries.
             entries.append(f"<span style='color:{colour}'>{line}</span>&nbsp;{label}")
-        return " &nbsp; ".join(entries)
+        return " &nbsp; &#8203;".join(entries)
 
     # -- drawing --------------------------------------------------------------
 

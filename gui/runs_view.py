@@ -47,6 +47,7 @@ from gui.formatting import STATE_COLOURS, format_duration, format_value
 from gui.parallel_coordinates import QtParallelCoordinates
 from gui.plot import QtLivePlot
 from gui.run_detail import QtRunDetail
+from gui.runs_columns import RunsColumns
 from gui.table_model import ID_ROLE, ROW_ROLE, Column, Row, RowsTableModel
 from gui.workers import Fetcher
 
@@ -246,6 +247,23 @@ class RunsFilterProxy(QSortFilterProxyModel):
         self.sourceModel().sort(column, order)
 
 
+def run_labels(rows: list[Row], params: tuple[str, ...], limit: int = 3) -> dict[int, str]:
+    """Legend names: the run and its model, then the parameters that differ between these runs.
+
+    "12 cnn2d loss" told two runs apart by id alone; "12 cnn2d · learning_rate=0.01"
+    says what changed.  At most ``limit`` parameters, in column order.
+    """
+    at = len(BASE_COLUMNS)
+    differing = [i for i, _ in enumerate(params) if len({format_value(row[at + i]) for row in rows}) > 1]
+    models_differ = len({row[3] for row in rows}) > 1
+    labels = {}
+    for row in rows:
+        parts = [f"{params[i]}={format_value(row[at + i])}" for i in differing[:limit] if row[at + i] is not None]
+        head = f"{row[0]} {row[3]}" if models_differ or not parts else str(row[0])
+        labels[row[0]] = " · ".join([head, *parts])
+    return labels
+
+
 class QtRunsView(QWidget):
     """Runs table with a filter box; the selection's curves, comparison and parallel coordinates;
     the current run's evaluation and details."""
@@ -278,7 +296,7 @@ class QtRunsView(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
-        self.table.horizontalHeader().setSectionsMovable(True)
+        self.columns = RunsColumns(self.table, self.model, len(BASE_COLUMNS), self)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
         self.table.selectionModel().currentRowChanged.connect(self._on_current)
         self.model.rowsInserted.connect(lambda *_: self._update_count())
@@ -397,7 +415,7 @@ class QtRunsView(QWidget):
 
     def _on_selection(self, *_: Any) -> None:
         rows = self.selected_rows()
-        self.plot.set_runs({row[0]: f"{row[0]} {row[3]}" for row in rows})
+        self.plot.set_runs(run_labels(rows, self.model.keys_shown.params))
         self.compare.set_runs(sorted(row[0] for row in rows))
 
     def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
@@ -408,11 +426,13 @@ class QtRunsView(QWidget):
         self.count.setText(f"{total} runs" if shown == total else f"{shown} of {total} runs")
 
     def save(self, settings: QSettings) -> None:
+        self.columns.save(settings)
         settings.setValue("runs/splitter", self.splitter.saveState())
         settings.setValue("runs/right", self.right.saveState())
         settings.setValue("runs/view", self.views.currentIndex())
 
     def restore(self, settings: QSettings) -> None:
+        self.columns.restore(settings)
         for key, splitter in (("runs/splitter", self.splitter), ("runs/right", self.right)):
             state = settings.value(key)
             if state is not None:

@@ -121,3 +121,25 @@ def test_that_batch_sends_every_run_to_elasticsearch_before_it_exits(batch_works
         assert sorted(doc["state"] for doc in runs.values()) == ["succeeded"] * 3
     finally:
         server.down()
+
+
+def test_that_a_terminal_gets_a_rich_bar_and_a_line_per_slot(store) -> None:
+    import io
+    import re
+
+    from blueno.cli.batch_cmd import Display
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    display = Display(store, [], ["cpu0", "cpu1"], out)
+    display.draw()
+    display.note("job 1 (run 1) started on cpu0, attempt 1")
+    display.finish()
+    text = out.getvalue()
+    assert "━" in text  # rich's bar, not the plain [###...] of a piped log
+    assert "cpu0: idle" in text and "cpu1: idle" in text and "started on cpu0" in text
+    last = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text.rstrip().splitlines()[-1])  # the cursor moves that erase
+    assert last.startswith("[") and "0/0" in last  # the plain summary stays after the live lines go

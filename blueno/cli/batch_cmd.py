@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from blueno import BluenoError
 from blueno.cli.common import format_value, print_table
@@ -158,7 +158,8 @@ def _run_with_signals(scheduler: Scheduler, display: Display) -> bool:
 
 
 class Display:
-    """Live progress in the terminal: redrawn in place on a TTY, one line per event otherwise."""
+    """Live progress in the terminal: on a TTY a rich bar for the grid and a line per slot, redrawn in
+    place; otherwise (piped, logged) plain lines, one per event, in the formats scripts read."""
 
     def __init__(self, store: Store, experiment_ids: list[int], slots: list[str], out: TextIO) -> None:
         self.store = store
@@ -167,10 +168,32 @@ class Display:
         self.out = out
         self.tty = out.isatty()
         self.interval = 0.5 if self.tty else 30.0
-        self._lines_drawn = 0
+        self._done_size = (0, 0)
         self._last_summary = ""
         self._started = time.monotonic()
         self._lock = threading.Lock()
+        self._live: Any = None  # rich.live.Live on a TTY, started at the first draw
+
+    def _rich(self) -> Any:
+        if self._live is None:
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console(file=self.out, force_terminal=True, highlight=False)
+            self._live = Live(console=console, auto_refresh=False, transient=True)
+            self._live.start()
+        return self._live
+
+    def _renderable(self, lines: list[str], done: int, size: int) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        head = Table.grid(padding=(0, 1))
+        head.add_row(ProgressBar(total=max(size, 1), completed=done if size else 1, width=30),
+                     Text(lines[0].split("] ", 1)[-1]))
+        return Group(head, *(Text(line) for line in lines[1:]))
 
     def on_event(self, event: SchedulerEvent) -> None:
         """Called from the scheduler thread; on a TTY the next draw shows it anyway."""
@@ -186,7 +209,9 @@ class Display:
 
     def note(self, text: str) -> None:
         with self._lock:
-            self._erase()
+            if self.tty:
+                self._rich().console.print(text, markup=False)
+                return
             print(text, file=self.out, flush=True)
 
     def _snapshot(self) -> Progress:
@@ -203,6 +228,7 @@ class Display:
     def lines(self) -> list[str]:
         snap = self._snapshot()
         done, size = snap.finished, snap.total
+        self._done_size = (done, size)
         width = 30
         filled = int(width * done / size) if size else width
         counts = ", ".join(f"{n} {state}" for state, n in snap.counts.items() if n)
@@ -223,23 +249,17 @@ class Display:
         with self._lock:
             lines = self.lines()
             if self.tty:
-                self._erase()
-                self.out.write("\n".join(lines) + "\n")
-                self._lines_drawn = len(lines)
+                self._rich().update(self._renderable(lines, *self._done_size), refresh=True)
             elif lines[0] != self._last_summary:  # a log needs no repeated lines
                 self.out.write(lines[0] + "\n")
                 self._last_summary = lines[0]
             self.out.flush()
 
-    def _erase(self) -> None:
-        if self.tty and self._lines_drawn:
-            self.out.write(f"\x1b[{self._lines_drawn}F\x1b[J")
-            self._lines_drawn = 0
-
     def finish(self) -> None:
         with self._lock:
-            self._erase()
-            self._lines_drawn = 0
+            if self._live is not None:
+                self._live.stop()  # transient: the live lines go, the summary below stays
+                self._live = None
             summary = self.lines()[0]
             if self.tty or summary != self._last_summary:
                 print(summary, file=self.out, flush=True)

@@ -177,3 +177,13 @@ def test_that_a_zoom_repaints_at_once_from_the_previous_image_moved_to_the_new_v
     exact = _extents(widget, colour)
     assert len(exact) > 400
     assert _same_picture(preview, exact) > 0.9  # the moved image already puts the step where it belongs
+
+
+def test_that_run_colours_are_never_yellow() -> None:
+    from PySide6.QtGui import QColor
+
+    from gui.plot import RUN_COLOURS
+
+    for name in RUN_COLOURS:
+        hue = QColor(name).hsvHue()
+        assert not 40 <= hue <= 75, f"{name} is yellow: illegible on the white plot"

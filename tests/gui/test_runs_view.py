@@ -8,7 +8,7 @@ from gui_helpers import add_curve, add_runs
 from PySide6.QtCore import QItemSelectionModel, Qt
 
 from blueno.store import dumps
-from gui.runs_view import STATE, RunKeys, RunsFilterProxy, RunsTableModel, read_runs
+from gui.runs_view import STATE, RunKeys, RunsFilterProxy, RunsTableModel, read_runs, run_labels
 from gui.table_model import VALUE_ROLE
 
 
@@ -112,3 +112,49 @@ def test_that_the_detail_pane_shows_parameters_and_follows_the_log(qtbot, window
         conn.execute("UPDATE jobs SET epoch = 2 WHERE id = (SELECT job_id FROM runs WHERE id = ?)", (run_id,))
     window.watcher.poke()
     qtbot.waitUntil(lambda: "epoch 2/3" in view.detail.log.toPlainText(), timeout=5000)
+
+
+def test_that_legends_name_runs_by_the_parameters_that_differ(qtbot, window, store) -> None:
+    run_ids = add_runs(store, 3)  # learning_rate and units vary; the model does not
+    view = window.runs_view
+    window.tabs.setCurrentWidget(view)
+    window.watcher.poke()
+    qtbot.waitUntil(lambda: view.model.rowCount() == 3, timeout=5000)
+    labels = run_labels(list(view.model.rows()), view.model.keys_shown.params)
+    assert labels[run_ids[0]] == f"{run_ids[0]} · learning_rate=0.1 · units=16"
+    assert labels[run_ids[1]] == f"{run_ids[1]} · learning_rate=0.01 · units=32"
+    assert len(set(labels.values())) == 3
+
+
+def test_that_constant_parameters_hide_the_metric_follows_identity_and_choices_are_remembered(
+    qtbot, workspace, store, qsettings
+) -> None:
+    from gui.main_window import MainWindow
+
+    add_runs(store, 3, params={"seed": 7})  # seed is the same in every run; learning_rate and units vary
+    first = MainWindow(workspace, store, qsettings)
+    qtbot.addWidget(first)
+    first.show()
+    view = first.runs_view
+    qtbot.waitUntil(lambda: view.model.rowCount() == 3, timeout=10_000)
+    titles = view.columns.titles()
+    header = view.table.horizontalHeader()
+    assert header.isSectionHidden(titles.index("seed")) and not header.isSectionHidden(titles.index("units"))
+    assert header.visualIndex(titles.index("best val_loss")) == header.visualIndex(titles.index("Dataset")) + 1
+    for column, title in enumerate(titles):  # no header is cut
+        if not header.isSectionHidden(column):
+            assert header.sectionSize(column) >= header.fontMetrics().horizontalAdvance(title)
+    view.columns.set_visible("seed", True)
+    view.columns.set_visible("Experiment", False)
+    header.moveSection(header.visualIndex(titles.index("units")), 1)  # the user drags units next to Run
+    first.close()
+    second = MainWindow(workspace, store, qsettings)
+    qtbot.addWidget(second)
+    second.show()
+    view = second.runs_view
+    header = view.table.horizontalHeader()
+    qtbot.waitUntil(lambda: view.model.rowCount() == 3, timeout=10_000)
+    titles = view.columns.titles()
+    assert not header.isSectionHidden(titles.index("seed")) and header.isSectionHidden(titles.index("Experiment"))
+    assert header.visualIndex(titles.index("units")) == 1
+    second.close()
