@@ -312,6 +312,19 @@ def test_an_image_declaring_too_many_pixels_is_refused_from_its_header(ws, tmp_p
     assert "pixels" in output or "Mpx" in output
 
 
+@pytest.mark.parametrize("pil_format", ["GIF", "TIFF", "BMP", "EPS-header"])
+def test_an_image_in_another_format_under_a_png_or_jpeg_name_is_refused(ws, tmp_path, pil_format):
+    """Only the PNG and JPEG decoders run on a dataset image, whatever the content says it is."""
+    folder = image_folder(tmp_path / "imgs", ".png", (8, 8))
+    (folder / "b" / "bomb.png").unlink()
+    target = folder / "b" / "disguised.jpg"
+    if pil_format == "EPS-header":  # Pillow hands EPS to Ghostscript
+        target.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 5 5\nshowpage\n")
+    else:
+        Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(target, pil_format)
+    assert "not a readable image" in assert_refused(ws, folder, "b/disguised.jpg")
+
+
 # -- special files and symlinks ----------------------------------------------------------------------
 
 
