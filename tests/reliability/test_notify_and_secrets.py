@@ -240,7 +240,14 @@ def test_an_es_url_password_is_parsed_decoded_and_never_shown(workspace: Workspa
         )
     finally:
         server.down()
-    texts = [proc.stdout, proc.stderr, caplog.text, capsys.readouterr().err, repr(config)]
+    refused = subprocess.run(  # the same URL with nothing listening: the error path must not show it either
+        [sys.executable, "-P", "-m", "blueno", "--home", str(workspace.root), "sync", "es", "--install-templates"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO), "BLUENO_ES_URL": url},
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    texts = [proc.stdout, proc.stderr, refused.stdout, refused.stderr, caplog.text, capsys.readouterr().err,
+             repr(config)]
     texts += [p.read_text(errors="replace") for p in workspace.logs_dir.rglob("*") if p.is_file()]
     for text in texts:
         assert password not in text and expected not in text, text
