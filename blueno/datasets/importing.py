@@ -70,49 +70,18 @@ class ImportResult:
     ignored: list[str] = field(default_factory=list)  # files in the source that are not part of the dataset
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_scratch(workspace: Workspace) -> list[str]:
-    """Remove the scratch folders (``data/.tmp-*``) of processes that died (SIGKILL, power loss).
-
-    A scratch folder's name carries its creator's pid; one whose process is
-    alive is another import under way and is left alone.  Returns what was removed.
-    """
-    removed = []
-    try:
-        entries = list(os.scandir(workspace.data_dir))
-    except OSError:
-        return removed
-    for entry in entries:
-        if not entry.name.startswith(SCRATCH_PREFIX) or not entry.is_dir(follow_symlinks=False):
-            continue
-        parts = entry.name.split("-")
-        pid = int(parts[2]) if len(parts) >= 4 and parts[2].isdigit() else None
-        if pid is not None and pid != os.getpid() and _pid_alive(pid):
-            continue
-        if pid == os.getpid():
-            continue
-        shutil.rmtree(entry.path, ignore_errors=True)
-        removed.append(entry.name)
-    return removed
+    """Remove the scratch folders (``data/.tmp-*``) of processes that died; see :meth:`Workspace.sweep_scratch`."""
+    return workspace.sweep_scratch()
 
 
 @contextmanager
 def scratch_folder(workspace: Workspace, purpose: str) -> Iterator[Path]:
     """A fresh folder in ``data/`` (same filesystem, so publishing is a rename), always removed after.
 
-    Stale scratch folders of dead processes are swept first.
+    Its name carries this process's pid, so a later sweep knows whether its creator is alive.
     """
-    workspace.ensure()
-    sweep_scratch(workspace)
+    workspace.ensure()  # also sweeps the scratch folders of processes that died
     folder = workspace.data_dir / f"{SCRATCH_PREFIX}{purpose}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     folder.mkdir()
     try:
