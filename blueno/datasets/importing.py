@@ -49,6 +49,7 @@ from blueno.datasets.registry import (
 from blueno.datasets.task import Task, ensure_task
 from blueno.limits import (
     DEFAULT,
+    BoundedStream,
     ImportLimits,
     check_expansion,
     check_file_count,
@@ -295,7 +296,8 @@ def extract_archive(archive: Path, into: Path, task: Task, limits: ImportLimits 
                         copy_exactly(src, target, info.file_size, archive, info.filename)
                     task.advance(files=1, nbytes=info.file_size, current=info.filename)
         else:
-            with tarfile.open(archive) as tf:
+            stream = BoundedStream(archive, limits)  # a header cannot expand past the ratio either
+            with contextlib.closing(stream), tarfile.open(fileobj=stream, mode="r:") as tf:  # type: ignore[arg-type]
                 members = _tar_members(archive, tf, into, limits)
                 files = [m for m in members if m.isfile()]
                 task.start("extracting", len(files), sum(m.size for m in files))
