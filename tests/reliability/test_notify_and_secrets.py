@@ -214,6 +214,15 @@ def test_settings_toml_is_0600_when_it_holds_a_secret(workspace: Workspace):
     assert mode(workspace.settings_path) == 0o600
 
 
+def test_a_hand_written_settings_file_with_a_secret_readable_by_others_is_warned_about(workspace: Workspace,
+                                                                                      caplog):
+    workspace.settings_path.write_text(f'[elasticsearch]\nurls = "https://elastic:{SECRET}@es.example:9200"\n')
+    os.chmod(workspace.settings_path, 0o644)
+    caplog.set_level(logging.WARNING)
+    assert "elasticsearch" in workspace.settings()
+    assert f"chmod 600 {workspace.settings_path}" in caplog.text and SECRET not in caplog.text
+
+
 # -- Elasticsearch URLs with any password ------------------------------------------------------------
 
 PASSWORDS = ["pa/ss", "pa?ss", "pa#ss", "p@ss:w/o?r#d", "p%40ss%2Fword", "plain"]
