@@ -109,7 +109,7 @@ def check_file_count(source: Path, count: int, limits: ImportLimits = DEFAULT) -
 # -- disk space and archive expansion -----------------------------------------------------------
 
 
-def check_free_space(folder: Path, needed: int, source: Path, limits: ImportLimits = DEFAULT) -> None:
+def check_free_space(folder: Path, needed: int, source: Path | str, limits: ImportLimits = DEFAULT) -> None:
     """Refuse to write ``needed`` bytes under ``folder`` unless ``free_margin`` stays free afterwards."""
     free = shutil.disk_usage(folder).free
     if needed + limits.free_margin > free:
@@ -295,6 +295,11 @@ def manifest_problems(manifest: object, kinds: Iterable[str]) -> list[str]:
     problems = []
     if manifest.get("kind") not in set(kinds):
         problems.append(f"kind {manifest.get('kind')!r} is not one Blueno loads")
+    files = manifest.get("files")
+    if not isinstance(files, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("size"), int)
+            and not isinstance(f.get("size"), bool) and f["size"] >= 0 for f in files):
+        problems.append("files must list each file's path and size")
     options = manifest.get("options") or {}
     if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
         problems.append("options must map names to text")
