@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blueno import datasets
+from blueno import datasets, resource
 from blueno.grid import load_grid
 from blueno.grid_data import check_data_fits
 from blueno.queue import JobQueue, SubmitResult
 from blueno.store import Store
 from blueno.workspace import Workspace
 
-DEMO_GRID = Path(__file__).resolve().parent.parent / "resources" / "examples" / "demo.toml"
+DEMO_GRID = Path(str(resource("examples", "demo.toml")))  # package data: there in a wheel too
 
 
 def queue_demo(workspace: Workspace, store: Store, grid_path: Path = DEMO_GRID) -> SubmitResult:

@@ -28,6 +28,9 @@ import numpy as np
 from blueno import BluenoError
 
 CHUNK = 1 << 20
+# The decoders Pillow may use on a dataset image, whatever its name says.  Pillow would otherwise pick
+# any of ~40 by content (EPS runs Ghostscript; rarely used decoders are where the bugs are).
+IMAGE_FORMATS = ("PNG", "JPEG")
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ def check_file_count(source: Path, count: int, limits: ImportLimits = DEFAULT) -
 # -- disk space and archive expansion -----------------------------------------------------------
 
 
-def check_free_space(folder: Path, needed: int, source: Path, limits: ImportLimits = DEFAULT) -> None:
+def check_free_space(folder: Path, needed: int, source: Path | str, limits: ImportLimits = DEFAULT) -> None:
     """Refuse to write ``needed`` bytes under ``folder`` unless ``free_margin`` stays free afterwards."""
     free = shutil.disk_usage(folder).free
     if needed + limits.free_margin > free:
@@ -150,6 +153,68 @@ def copy_exactly(src: BinaryIO, dst: Path, size: int, archive: Path, member: str
             f"{archive} was not imported: member {member!r} declares {size:,} bytes but "
             f"{'holds more' if written > size else f'holds {written:,}'}; the archive is corrupt or crafted."
         )
+
+
+MAX_TAR_READ = 64 << 20  # one read by tarfile: headers are 512 bytes, data comes in 1 MiB chunks
+
+
+class BoundedStream:
+    """A decompressed archive stream that refuses to expand past ``max_ratio`` × the archive's size.
+
+    tarfile reads a GNU long name or a pax header whole, in one read, before the
+    member it describes is seen: a 1 MB .tar.gz can declare a 1 GB "name".  This
+    stream refuses any single read over ``MAX_TAR_READ`` and any position past
+    the ratio limit, before the bytes are decompressed into memory.
+    """
+
+    def __init__(self, archive: Path, limits: ImportLimits = DEFAULT) -> None:
+        import bz2
+        import gzip
+        import lzma
+
+        self.archive = archive
+        self.limit = int(limits.max_ratio * max(archive.stat().st_size, 1))
+        with open(archive, "rb") as f:
+            magic = f.read(6)
+        opener = (gzip.open if magic[:2] == b"\x1f\x8b" else bz2.open if magic[:3] == b"BZh"
+                  else lzma.open if magic == b"\xfd7zXZ\x00" else open)
+        self.raw: BinaryIO = opener(archive, "rb")  # type: ignore[assignment]
+
+    def read(self, size: int = -1) -> bytes:
+        position = self.raw.tell()
+        allowed = self.limit - position
+        if size is None or size < 0 or size > MAX_TAR_READ:
+            if size is not None and size > MAX_TAR_READ:
+                raise BluenoError(
+                    f"{self.archive} was not imported: it holds a header of {size:,} bytes (a long name or "
+                    "pax record that size is a decompression bomb, not a dataset)."
+                )
+            size = allowed + 1
+        data = self.raw.read(min(size, allowed + 1))
+        if len(data) > allowed:
+            raise BluenoError(
+                f"{self.archive} was not imported: it expands past {_mib(self.limit)}, the --max-ratio limit "
+                "for its size (a decompression bomb looks like this). If the data really is that "
+                "compressible, pass --max-ratio with a larger value."
+            )
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        target = offset if whence == 0 else self.raw.tell() + offset if whence == 1 else None
+        if target is None:
+            raise OSError("seeking from the end of a compressed stream is not supported")
+        if target > self.limit:
+            raise BluenoError(
+                f"{self.archive} was not imported: a member reaches past {_mib(self.limit)}, more than "
+                "--max-ratio allows (a decompression bomb looks like this)."
+            )
+        return self.raw.seek(target)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 # -- arrays ------------------------------------------------------------------------------------
@@ -200,7 +265,7 @@ def image_problem(path: Path, limits: ImportLimits = DEFAULT) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
             width, height = image.size
     except Image.DecompressionBombError:
         return f"declares more than {Image.MAX_IMAGE_PIXELS * 2:,} pixels (a decompression bomb)"
@@ -230,6 +295,11 @@ def manifest_problems(manifest: object, kinds: Iterable[str]) -> list[str]:
     problems = []
     if manifest.get("kind") not in set(kinds):
         problems.append(f"kind {manifest.get('kind')!r} is not one Blueno loads")
+    files = manifest.get("files")
+    if not isinstance(files, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("size"), int)
+            and not isinstance(f.get("size"), bool) and f["size"] >= 0 for f in files):
+        problems.append("files must list each file's path and size")
     options = manifest.get("options") or {}
     if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
         problems.append("options must map names to text")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import stat
 import subprocess
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,6 +54,16 @@ NETWORK_FILESYSTEMS = frozenset(
         "fuse.rclone",
     }
 )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def check_secret_mode(path: Path) -> None:
@@ -223,7 +235,36 @@ class Workspace:
         for folder in (self.data_dir, self.models_dir, self.logs_dir):
             folder.mkdir(exist_ok=True)
         self._credentials_folder()
+        self.sweep_scratch()
         return self
+
+    def sweep_scratch(self) -> list[str]:
+        """Remove the scratch folders (``data/.tmp-<purpose>-<pid>-…``) of processes that died (a SIGKILL,
+        a power cut), at every start-up; returns their names.
+
+        One whose process is alive is an import or pull under way and stays.  A
+        name without a pid (made by an older Blueno) is removed once it is an hour old.
+        """
+        removed = []
+        try:
+            entries = list(os.scandir(self.data_dir))
+        except OSError:
+            return removed
+        for entry in entries:
+            if not entry.name.startswith(".tmp-") or not entry.is_dir(follow_symlinks=False):
+                continue
+            parts = entry.name.split("-")
+            pid = int(parts[2]) if len(parts) >= 4 and parts[2].isdigit() else None
+            try:
+                if pid is not None and (pid == os.getpid() or _pid_alive(pid)):
+                    continue
+                if pid is None and time.time() - entry.stat(follow_symlinks=False).st_mtime < 3600:
+                    continue
+            except OSError:
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.name)
+        return removed
 
     def _credentials_folder(self) -> Path:
         """``credentials/``, created (or tightened to) mode 0700: only its owner may list or enter it."""

@@ -58,14 +58,15 @@ def test_the_installed_wheel_imports_from_its_venv_and_carries_its_resources(ins
         [str(installed / "python"), "-P", "-c",
          "import blueno; print(blueno.__file__); print(sorted(p.name for p in blueno.resource('elasticsearch')"
          ".iterdir())); print(blueno.resource('kibana', 'blueno.ndjson').is_file(), "
-         "blueno.resource('examples', 'demo.toml').is_file(), blueno.resource('report', 'report.css').is_file())"],
+         "blueno.resource('examples', 'demo.toml').is_file(), blueno.resource('report', 'report.css').is_file(), "
+         "__import__('blueno.demo').demo.DEMO_GRID.is_file())"],
         capture_output=True, text=True, cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert probe.returncode == 0, probe.stderr
     where, templates, present = probe.stdout.splitlines()
     assert where.startswith(str(installed.parent)) and str(REPO) not in where
     assert templates == "['metrics.json', 'runs.json']"
-    assert present == "True True True"
+    assert present == "True True True True"
 
 
 def test_the_installed_blueno_installs_templates_and_makes_the_demo_outside_the_checkout(

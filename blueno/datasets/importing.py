@@ -49,6 +49,7 @@ from blueno.datasets.registry import (
 from blueno.datasets.task import Task, ensure_task
 from blueno.limits import (
     DEFAULT,
+    BoundedStream,
     ImportLimits,
     check_expansion,
     check_file_count,
@@ -70,49 +71,18 @@ class ImportResult:
     ignored: list[str] = field(default_factory=list)  # files in the source that are not part of the dataset
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_scratch(workspace: Workspace) -> list[str]:
-    """Remove the scratch folders (``data/.tmp-*``) of processes that died (SIGKILL, power loss).
-
-    A scratch folder's name carries its creator's pid; one whose process is
-    alive is another import under way and is left alone.  Returns what was removed.
-    """
-    removed = []
-    try:
-        entries = list(os.scandir(workspace.data_dir))
-    except OSError:
-        return removed
-    for entry in entries:
-        if not entry.name.startswith(SCRATCH_PREFIX) or not entry.is_dir(follow_symlinks=False):
-            continue
-        parts = entry.name.split("-")
-        pid = int(parts[2]) if len(parts) >= 4 and parts[2].isdigit() else None
-        if pid is not None and pid != os.getpid() and _pid_alive(pid):
-            continue
-        if pid == os.getpid():
-            continue
-        shutil.rmtree(entry.path, ignore_errors=True)
-        removed.append(entry.name)
-    return removed
+    """Remove the scratch folders (``data/.tmp-*``) of processes that died; see :meth:`Workspace.sweep_scratch`."""
+    return workspace.sweep_scratch()
 
 
 @contextmanager
 def scratch_folder(workspace: Workspace, purpose: str) -> Iterator[Path]:
     """A fresh folder in ``data/`` (same filesystem, so publishing is a rename), always removed after.
 
-    Stale scratch folders of dead processes are swept first.
+    Its name carries this process's pid, so a later sweep knows whether its creator is alive.
     """
-    workspace.ensure()
-    sweep_scratch(workspace)
+    workspace.ensure()  # also sweeps the scratch folders of processes that died
     folder = workspace.data_dir / f"{SCRATCH_PREFIX}{purpose}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     folder.mkdir()
     try:
@@ -326,7 +296,8 @@ def extract_archive(archive: Path, into: Path, task: Task, limits: ImportLimits 
                         copy_exactly(src, target, info.file_size, archive, info.filename)
                     task.advance(files=1, nbytes=info.file_size, current=info.filename)
         else:
-            with tarfile.open(archive) as tf:
+            stream = BoundedStream(archive, limits)  # a header cannot expand past the ratio either
+            with contextlib.closing(stream), tarfile.open(fileobj=stream, mode="r:") as tf:  # type: ignore[arg-type]
                 members = _tar_members(archive, tf, into, limits)
                 files = [m for m in members if m.isfile()]
                 task.start("extracting", len(files), sum(m.size for m in files))

@@ -29,7 +29,15 @@ from blueno.datasets.stream import (
     npy_rows,
     read_npy_into,
 )
-from blueno.limits import DEFAULT, ImportLimits, array_problem, image_problem, is_plain_name, label_counts
+from blueno.limits import (
+    DEFAULT,
+    IMAGE_FORMATS,
+    ImportLimits,
+    array_problem,
+    image_problem,
+    is_plain_name,
+    label_counts,
+)
 
 KINDS = ("npy_folder", "npz", "image_folder", "csv", "arrays")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -433,7 +441,7 @@ def _image_array(path: Path) -> np.ndarray:
     """Decode one image fully (a truncated file fails here); palette and 1-bit become RGB(A) / L."""
     from PIL import Image
 
-    with Image.open(path) as image:
+    with Image.open(path, formats=IMAGE_FORMATS) as image:  # only the decoders a dataset image needs
         image.load()
         if image.mode == "P":
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")

@@ -58,7 +58,7 @@ from blueno.datasets.registry import (
     write_stamp,
 )
 from blueno.datasets.task import Cancelled, Task, ensure_task
-from blueno.limits import manifest_problems
+from blueno.limits import check_free_space, manifest_problems
 from blueno.store import Store
 from blueno.workspace import Workspace, check_secret_mode
 
@@ -253,10 +253,15 @@ def _parallel(work: list[Any], fn: Callable[[Any], None], task: Task, workers: i
 class _HashingWriter:
     """A file wrapper that computes crc32c of what the client writes into it (one pass per download)."""
 
-    def __init__(self, f: Any, task: Task) -> None:
+    def __init__(self, f: Any, task: Task, limit: int | None = None, name: str = "") -> None:
         self._f, self._task, self.checksum = f, task, google_crc32c.Checksum()
+        self._limit, self._name, self.written = limit, name, 0
 
     def write(self, data: bytes) -> int:
+        self.written += len(data)
+        if self._limit is not None and self.written > self._limit:  # never past the manifest's size
+            raise BluenoError(f"{self._name} is corrupt: it is larger than the {self._limit:,} bytes the manifest "
+                              "says (the download stopped there). Push the version again from a good copy.")
         self.checksum.update(data)
         self._task.advance(nbytes=len(data))
         return self._f.write(data)
@@ -271,7 +276,7 @@ def _download_verified(blob: Any, dest: Path, expected_crc: str, expected_size: 
     part = dest.with_name(f".part-{uuid.uuid4().hex[:8]}-{dest.name}")
     try:
         with open(part, "wb") as f:
-            writer = _HashingWriter(f, task)
+            writer = _HashingWriter(f, task, expected_size, f"gs://{blob.bucket.name}/{blob.name}")
             blob.download_to_file(writer, checksum=None, **_call())
         size, crc = part.stat().st_size, writer.crc32c()
         if crc != expected_crc or size != expected_size:
@@ -435,13 +440,13 @@ def pull_sync(workspace: Workspace, store: Store, url: str, *, task: Task | None
         if short_version(full_hash) != version:
             raise BluenoError(f"{location.url(name, version)}/{MANIFEST_NAME} does not hash to {version}: "
                               "the remote manifest was altered. Push the version again from a good copy.")
+        if problems := manifest_problems(manifest, KINDS):
+            raise BluenoError(f"{location.url(name, version)}/{MANIFEST_NAME} cannot be trusted: "
+                              f"{'; '.join(problems)}. Refusing to download it; push it again from a good copy.")
         unsafe = [f["path"] for f in manifest["files"] if not _is_relative_inside(f["path"])]
         if unsafe:
             raise BluenoError(f"{location.url(name, version)}/{MANIFEST_NAME} lists paths outside the "
                               f"dataset folder ({unsafe[0]!r}); refusing to download it.")
-        if problems := manifest_problems(manifest, KINDS):
-            raise BluenoError(f"{location.url(name, version)}/{MANIFEST_NAME} cannot be trusted: "
-                              f"{'; '.join(problems)}. Refusing to download it; push it again from a good copy.")
         local = find(store, workspace, name, version)
         if local is not None and local.linked:
             raise BluenoError(f"{local.ref} is linked to {local.path}, which Blueno never writes to; "
@@ -454,6 +459,8 @@ def pull_sync(workspace: Workspace, store: Store, url: str, *, task: Task | None
                 (target / extra).unlink()
         else:  # all or nothing: download beside data/, publish with one rename
             workspace.ensure()
+            check_free_space(workspace.data_dir, sum(int(f["size"]) for f in manifest["files"]),
+                             location.url(name, version))
             scratch = workspace.data_dir / f".tmp-pull-{os.getpid()}-{uuid.uuid4().hex[:12]}"
             try:
                 transferred = _download_into(bucket, prefix, scratch, manifest, task, workers)

@@ -258,6 +258,25 @@ def test_a_tar_header_declaring_terabytes_is_refused_by_ratio_and_then_by_free_s
     assert "free" in output and "--home" in output
 
 
+@pytest.mark.parametrize(("kind", "size"), [(tarfile.GNUTYPE_LONGNAME, BIG), (tarfile.XHDTYPE, BIG),
+                                             (tarfile.GNUTYPE_LONGNAME, 40 << 20)])  # under one read's cap
+def test_a_tar_gz_whose_long_name_or_pax_header_is_a_bomb_is_refused_before_it_is_read(ws, tmp_path, kind, size):
+    """tarfile reads a long name or pax record whole before the member it describes: up to 250 MB here."""
+    path = tmp_path / "header.tar.gz"
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = kind, size
+    with open(path, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tf:
+        assert tf.fileobj is not None
+        tf.fileobj.write(header.tobuf(format=tarfile.GNU_FORMAT))
+        chunk = b"a" * (1 << 22)
+        for start in range(0, size, len(chunk)):
+            tf.fileobj.write(chunk[: min(len(chunk), size - start)])
+        tf.fileobj.write(bytes(-size % 512))
+        tf.offset = 0  # (the closing blocks tarfile adds are not needed for the test)
+    output = assert_refused(ws, path, "header.tar.gz")
+    assert "decompression bomb" in output
+
+
 def test_the_member_count_is_capped_and_the_flag_raises_it(ws, tmp_path):
     path = tmp_path / "many.zip"
     source = npy_folder(tmp_path / "many")
@@ -310,6 +329,19 @@ def test_an_image_declaring_too_many_pixels_is_refused_from_its_header(ws, tmp_p
     folder = image_folder(tmp_path / "imgs", suffix, size)
     output = assert_refused(ws, folder, f"b/bomb{suffix}")
     assert "pixels" in output or "Mpx" in output
+
+
+@pytest.mark.parametrize("pil_format", ["GIF", "TIFF", "BMP", "EPS-header"])
+def test_an_image_in_another_format_under_a_png_or_jpeg_name_is_refused(ws, tmp_path, pil_format):
+    """Only the PNG and JPEG decoders run on a dataset image, whatever the content says it is."""
+    folder = image_folder(tmp_path / "imgs", ".png", (8, 8))
+    (folder / "b" / "bomb.png").unlink()
+    target = folder / "b" / "disguised.jpg"
+    if pil_format == "EPS-header":  # Pillow hands EPS to Ghostscript
+        target.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 5 5\nshowpage\n")
+    else:
+        Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(target, pil_format)
+    assert "not a readable image" in assert_refused(ws, folder, "b/disguised.jpg")
 
 
 # -- special files and symlinks ----------------------------------------------------------------------

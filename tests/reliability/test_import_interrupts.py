@@ -117,14 +117,20 @@ def test_scratch_folders_of_dead_processes_are_swept_and_live_ones_kept(workspac
     stale = workspace.data_dir / f".tmp-import-{dead.pid}-abcdef123456"
     (stale / "version").mkdir(parents=True)
     (stale / "version" / "x.npy").write_bytes(b"x")
-    old_style = workspace.data_dir / ".tmp-import-0123456789ab"  # before names carried a pid
+    old_style = workspace.data_dir / ".tmp-import-0123456789ab"  # before names carried a pid: after an hour
     old_style.mkdir()
+    recent_old_style = workspace.data_dir / ".tmp-derive-abcdefabcdef"
+    recent_old_style.mkdir()
+    os.utime(old_style, (time.time() - 7200, time.time() - 7200))
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         live = workspace.data_dir / f".tmp-import-{alive.pid}-abcdef123456"
         live.mkdir()
         assert sorted(sweep_scratch(workspace)) == sorted([stale.name, old_style.name])
-        assert live.exists() and not stale.exists() and not old_style.exists()
+        assert live.exists() and recent_old_style.exists() and not stale.exists() and not old_style.exists()
+        (stale / "x").mkdir(parents=True)
+        Workspace(workspace.root).ensure()  # every start-up sweeps
+        assert not stale.exists()
     finally:
         alive.kill()
         alive.wait()

@@ -214,6 +214,15 @@ def test_settings_toml_is_0600_when_it_holds_a_secret(workspace: Workspace):
     assert mode(workspace.settings_path) == 0o600
 
 
+def test_a_hand_written_settings_file_with_a_secret_readable_by_others_is_warned_about(workspace: Workspace,
+                                                                                      caplog):
+    workspace.settings_path.write_text(f'[elasticsearch]\nurls = "https://elastic:{SECRET}@es.example:9200"\n')
+    os.chmod(workspace.settings_path, 0o644)
+    caplog.set_level(logging.WARNING)
+    assert "elasticsearch" in workspace.settings()
+    assert f"chmod 600 {workspace.settings_path}" in caplog.text and SECRET not in caplog.text
+
+
 # -- Elasticsearch URLs with any password ------------------------------------------------------------
 
 PASSWORDS = ["pa/ss", "pa?ss", "pa#ss", "p@ss:w/o?r#d", "p%40ss%2Fword", "plain"]
@@ -240,7 +249,14 @@ def test_an_es_url_password_is_parsed_decoded_and_never_shown(workspace: Workspa
         )
     finally:
         server.down()
-    texts = [proc.stdout, proc.stderr, caplog.text, capsys.readouterr().err, repr(config)]
+    refused = subprocess.run(  # the same URL with nothing listening: the error path must not show it either
+        [sys.executable, "-P", "-m", "blueno", "--home", str(workspace.root), "sync", "es", "--install-templates"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO), "BLUENO_ES_URL": url},
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    texts = [proc.stdout, proc.stderr, refused.stdout, refused.stderr, caplog.text, capsys.readouterr().err,
+             repr(config)]
     texts += [p.read_text(errors="replace") for p in workspace.logs_dir.rglob("*") if p.is_file()]
     for text in texts:
         assert password not in text and expected not in text, text

@@ -75,6 +75,28 @@ def test_a_pulled_manifest_naming_files_outside_its_folder_is_refused(workspace,
     assert not [p for p in workspace.data_dir.rglob("*") if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.parametrize(("files", "message"), [
+    ("labels.csv", "cannot be trusted: files must list"),
+    ([{"path": "labels.csv", "size": 10 ** 15, "crc32c": "x"}], "free"),  # more than the disk holds
+])
+def test_a_pulled_manifest_of_the_wrong_shape_or_size_is_refused_before_downloading(
+    workspace, store, gcs_bucket, files, message
+):
+    from google.cloud import storage
+
+    forged = {"format": 1, "kind": "csv", "files": files, "n_samples": 1, "sample_shape": [2], "dtype": "float32",
+              "classes": {"a": 1}, "class_names": ["a"], "options": {"file": "labels.csv"}, "parent": None,
+              "transform": None}
+    version = short_version(manifest_hash(forged))
+    location = gcs.parse_url(gcs_bucket)
+    bucket = storage.Client(project="blueno-emulator").bucket(location.bucket)
+    bucket.blob(location.key("big", version, "manifest.json")).upload_from_string(json.dumps(forged))
+    with pytest.raises(BluenoError, match=message):
+        gcs.pull(workspace, store, f"{gcs_bucket}/big")
+    assert datasets.versions(store, workspace) == []
+    assert not [p for p in workspace.data_dir.rglob("*") if p.name.startswith(".tmp-")]
+
+
 def test_label_ids_that_are_paths_are_refused_by_the_loader(tmp_path):
     folder = write_npy_folder(tmp_path / "v", n=3)
     np.save(tmp_path / "outside.npy", np.zeros((4, 4), np.float32))
