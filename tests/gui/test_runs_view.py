@@ -7,8 +7,9 @@ import time
 from gui_helpers import add_curve, add_runs
 from PySide6.QtCore import QItemSelectionModel, Qt
 
+from blueno.run_table import RunKeys, read_table
 from blueno.store import dumps
-from gui.runs_view import STATE, RunKeys, RunsFilterProxy, RunsTableModel, read_runs, run_labels
+from gui.runs_view import STATE, RunsFilterProxy, RunsTableModel, run_labels
 from gui.table_model import VALUE_ROLE
 
 
@@ -82,7 +83,7 @@ def test_that_100000_runs_load_whole_and_sort_by_a_metric(qtbot, store) -> None:
     add_runs(store, 100_000)
     started = time.perf_counter()
     model = RunsTableModel(store)
-    model.add_batch(read_runs(store, 0, [], RunKeys()))
+    model.add_batch(read_table(store, 0, [], RunKeys()))
     loaded = time.perf_counter() - started
     started = time.perf_counter()
     model.sort(8, Qt.SortOrder.DescendingOrder)
