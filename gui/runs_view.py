@@ -25,6 +25,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -37,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from blueno import run_filter, run_table
+from blueno.export import export_runs
 from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.cli_process import CliProcess
@@ -47,7 +49,7 @@ from gui.plot import QtLivePlot
 from gui.run_detail import QtRunDetail
 from gui.runs_columns import RunsColumns
 from gui.table_model import ID_ROLE, ROW_ROLE, Column, Row, RowsTableModel
-from gui.workers import Fetcher
+from gui.workers import Fetcher, submit
 
 BASE_COLUMNS = [
     Column("Run", itemgetter(0), numeric=True),
@@ -205,6 +207,7 @@ class QtRunsView(QWidget):
 
     def __init__(self, workspace: Workspace, store: Store, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._store = store
         self.model = RunsTableModel(store, self)
         self.proxy = RunsFilterProxy(self)
         self.proxy.setSourceModel(self.model)
@@ -296,6 +299,7 @@ class QtRunsView(QWidget):
             ("compare", "&Compare selected runs", "Ctrl+Shift+C", self.show_comparison),
             ("test", "Evaluate on the held-out &TEST split", None, self.evaluate_test),
             ("ensemble", "&Ensemble selected runs", None, self.ensemble),
+            ("export", "E&xport selected runs…", None, self.choose_and_export),
         ):
             action = QAction(text, self)
             if shortcut:
@@ -324,6 +328,24 @@ class QtRunsView(QWidget):
             self._run_cli(["runs", "ensemble", *map(str, ids)])
         else:
             self.status_message.emit("Select two or more finished runs to ensemble them.")
+
+    def choose_and_export(self) -> None:
+        """Write the selected runs (all shown ones when none is selected) through :func:`blueno.export.export_runs`."""
+        ids = self.selected_ids() or [
+            self.proxy.index(row, 0).data(ID_ROLE) for row in range(self.proxy.rowCount())]
+        if not ids:
+            self.status_message.emit("No runs to export.")
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export runs", "runs.csv", "CSV (*.csv);;SQLite for Datasette or pandas (*.db);;Parquet (*.parquet)")
+        if path:
+            self.export_to(path, ids)
+
+    def export_to(self, path: str, run_ids: list[int]) -> None:
+        """The export itself, off the GUI thread; the status bar says where it went."""
+        submit(export_runs, self._store, path, run_ids=run_ids,
+               on_done=lambda r: self.status_message.emit(f"exported {r.runs} runs to {r.path}"),
+               on_error=lambda exc: self.status_message.emit(f"export failed: {exc}"))
 
     def _run_cli(self, args: list[str]) -> None:
         if self.cli.run(args):

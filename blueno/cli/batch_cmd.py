@@ -49,7 +49,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "batch", help="queue a grid and run it to the end, headless",
         description="Validate GRID, queue its configurations (skipping those already done), run them one "
         "per GPU slot until the queue is empty, and print the best runs. Exit status: 0 all succeeded, "
-        "1 some job failed, 2 bad input, 130 interrupted.",
+        "1 some job failed, 2 bad input, 130 interrupted. Without GRID: serve the queue until stopped (the app's "
+        "Start runs this; `blueno scheduler pause|resume|stop` steer it).",
     )
     parser.add_argument("grid", metavar="GRID", nargs="?",
                         help="grid file (TOML); see docs/grid.md. Without one, serve the queue until stopped "

@@ -43,6 +43,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_ls)
 
+    export = sub.add_parser(
+        "export", help="write runs to a flat file: .db (SQLite for Datasette/pandas), .csv or .parquet")
+    export.add_argument("out", metavar="FILE", help="the file to write; its suffix picks the format")
+    export.add_argument("runs", type=int, nargs="*", metavar="RUN", help="these runs (default: all, or --where)")
+    export.add_argument("--where", metavar="FILTER", default="", help="the runs the filter selects (as runs ls)")
+    export.set_defaults(func=cmd_export)
+
     show = sub.add_parser("show", help="one run in full: parameters, metrics, evaluation, files")
     show.add_argument("run", type=int, metavar="RUN")
     show.add_argument("--json", action="store_true", help="machine-readable output")
@@ -119,6 +126,16 @@ def cmd_ls(workspace: Workspace, args: argparse.Namespace) -> int:
     headers = ("run", "job", "exp", "state", "model", "dataset", "epoch", "monitor", "best", "at epoch",
                "time")
     print_table(rows, headers)
+    return 0
+
+
+def cmd_export(workspace: Workspace, args: argparse.Namespace) -> int:
+    from blueno.export import export_runs
+
+    with workspace.open_store() as store:
+        result = export_runs(store, args.out, run_ids=args.runs or None, filter=args.where)
+    points = f" and {result.metric_points} metric points" if result.metric_points else ""
+    print(f"{result.path}: {result.runs} runs{points} ({result.format})")
     return 0
 
 
