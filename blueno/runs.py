@@ -315,6 +315,14 @@ def parallel_coordinates(store: Store, experiment_id: int, metric: str | None = 
     return ParallelCoordinates(metric, [r["id"] for r in runs], axes, scores)
 
 
+def finished_experiments(store: Store) -> list[tuple[int, str]]:
+    """Experiments with at least one finished run (``id``, ``name``), newest first: those a
+    parallel-coordinates plot can show."""
+    return [(row["id"], row["name"]) for row in store.query(
+        "SELECT e.id, e.name FROM experiments e WHERE EXISTS (SELECT 1 FROM runs r WHERE r.experiment_id = e.id "
+        "AND r.best IS NOT NULL) ORDER BY e.id DESC")]
+
+
 def _common_monitor(runs: list[dict[str, Any]]) -> str:
     monitors = [r["monitor"] for r in runs if r["monitor"]]
     return max(set(monitors), key=monitors.count) if monitors else "val_loss"
