@@ -35,8 +35,9 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 import gui.plot as plot  # noqa: E402
+from blueno.run_table import RunKeys, read_table  # noqa: E402
 from blueno.workspace import Workspace  # noqa: E402
-from gui.runs_view import RunKeys, RunsTableModel, read_runs  # noqa: E402
+from gui.runs_view import RunsTableModel  # noqa: E402
 
 RUNS, POINTS, SIZE, REPEATS = 100, 10_000, (1280, 800), 7
 LIVE_RUNS = 4
@@ -176,7 +177,7 @@ def table_times() -> tuple[float, float]:
         add_runs(store, 100_000)
         started = time.perf_counter()
         model = RunsTableModel(store)
-        model.add_batch(read_runs(store, 0, [], RunKeys()))
+        model.add_batch(read_table(store, 0, [], RunKeys()))
         load = time.perf_counter() - started
         column = model.column_number("learning_rate")
         started = time.perf_counter()

@@ -455,6 +455,14 @@ class JobQueue:
                 f"UPDATE jobs SET priority = ? WHERE id IN ({_placeholders(job_ids)})", (priority, *job_ids)
             )
 
+    def shift_priority(self, job_ids: Sequence[int], step: int) -> None:
+        """Move each job's priority by ``step`` in one transaction (no read-then-write race)."""
+        self._require(job_ids)
+        with self.store.write() as conn:
+            conn.execute(
+                f"UPDATE jobs SET priority = priority + ? WHERE id IN ({_placeholders(job_ids)})", (step, *job_ids)
+            )
+
     def _transition(
         self, job_ids: Sequence[int], from_states: tuple[str, ...], assignment: str, label: str
     ) -> dict[str, list[int]]:

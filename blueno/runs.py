@@ -17,11 +17,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from blueno import BluenoError, metrics
+from blueno import BluenoError, metrics, run_filter
 from blueno.evaluation import HEADLINE, Prediction, average, evaluate, mean_std, predictions_path
 from blueno.grid import hash_config
 from blueno.monitor import is_maximized
 from blueno.queue import insert_job
+from blueno.run_table import read_table
 from blueno.store import Store, add_outbox, dumps, now
 from blueno.workspace import Workspace
 
@@ -64,6 +65,41 @@ def list_runs(
         params.extend(ids)
     sql = RUN_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY runs.id DESC"
     return [_row(row) for row in store.query(sql, params)]
+
+
+@dataclass
+class SearchResult:
+    """Runs found by :func:`search`: the table's column titles and the matching rows, in order."""
+
+    columns: list[str]
+    rows: list[tuple]
+    total: int  # runs searched (before the filter and the limit)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Each row as ``{column title: value}`` (for ``--json`` and exports)."""
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+def search(
+    store: Store, filter: str = "", order: str | None = None, limit: int | None = None, *,
+    experiment_id: int | None = None,
+) -> SearchResult:
+    """Runs matching ``filter`` (the grammar of :mod:`blueno.run_filter`), sorted by ``order``
+    (``key`` or ``-key``; default newest first), at most ``limit`` of them.
+
+    The same grammar and the same table as the app's runs view, which filters
+    the rows it holds with the same matcher.
+    """
+    table = read_table(store, experiment_id=experiment_id)
+    titles = table.keys.titles()
+    match = run_filter.parse(filter).matcher(titles)
+    rows = [row for row in table.rows if match(row)]
+    if order:
+        column, descending = run_filter.parse_order(order, titles)
+        rows = run_filter.order_rows(rows, column, descending)
+    else:
+        rows.reverse()  # newest first
+    return SearchResult(titles, rows[:limit] if limit is not None else rows, len(table.rows))
 
 
 def get_run(store: Store, run_id: int) -> dict[str, Any]:
@@ -277,6 +313,14 @@ def parallel_coordinates(store: Store, experiment_id: int, metric: str | None = 
         axes.append(axis)
     scores = [figures(r).get(metric) for r in runs]
     return ParallelCoordinates(metric, [r["id"] for r in runs], axes, scores)
+
+
+def finished_experiments(store: Store) -> list[tuple[int, str]]:
+    """Experiments with at least one finished run (``id``, ``name``), newest first: those a
+    parallel-coordinates plot can show."""
+    return [(row["id"], row["name"]) for row in store.query(
+        "SELECT e.id, e.name FROM experiments e WHERE EXISTS (SELECT 1 FROM runs r WHERE r.experiment_id = e.id "
+        "AND r.best IS NOT NULL) ORDER BY e.id DESC")]
 
 
 def _common_monitor(runs: list[dict[str, Any]]) -> str:

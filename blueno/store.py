@@ -376,13 +376,6 @@ class Store:
         """Changes when another connection commits: the GUI's cheap change probe."""
         return self.connection().execute("PRAGMA data_version").fetchone()[0]
 
-    @property
-    def db(self):
-        """A ``sqlite_utils.Database`` over this thread's connection."""
-        import sqlite_utils
-
-        return sqlite_utils.Database(self.connection())
-
     # -- schema -------------------------------------------------------------
 
     def schema_version(self) -> int:

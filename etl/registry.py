@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from etl.plugins import load_changed
+
 Fit = Callable[[Iterable[np.ndarray], dict[str, Any]], dict[str, Any]]
 
 
@@ -133,23 +135,26 @@ def check_step(name: str, params: Mapping[str, Any], workspace_root: Path | None
 
 def load_user_transforms(folder: Path) -> list[str]:
     """Run every ``*.py`` in ``folder`` so its ``@transform`` functions register; returns their names."""
-    global _loading_code
     before = dict(_REGISTRY)
-    for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
-        source = path.read_bytes()
-        module_name = f"blueno_user_transforms.{path.stem}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        _loading_code = hashlib.sha256(source).hexdigest()[:12]
-        try:
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            raise TransformError(f"{path} failed to load: {type(exc).__name__}: {exc}") from None
-        finally:
-            _loading_code = None
+    load_changed("transforms", folder, _run_transform_file)  # once per change of the files
     return sorted(n for n, t in _REGISTRY.items() if before.get(n) is not t)
+
+
+def _run_transform_file(path: Path) -> None:
+    global _loading_code
+    source = path.read_bytes()
+    module_name = f"blueno_user_transforms.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    _loading_code = hashlib.sha256(source).hexdigest()[:12]
+    try:
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise TransformError(f"{path} failed to load: {type(exc).__name__}: {exc}") from None
+    finally:
+        _loading_code = None
 
 
 # -- parameter types ------------------------------------------------------------------------

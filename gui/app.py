@@ -19,6 +19,9 @@ from gui.workers import wait_for_pool
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 
 
+# The scheduler runs in a process of its own (blueno.service), so neither setting below is
+# for it: both were measured with the scheduler in another process (tests/reliability/
+# test_gui_stall.py runs `--batch` beside the window) and serve the window itself.
 # Worker threads (imports, reads, the sync) run Python too.  With the default 5 ms GIL switch
 # interval a paint, which calls into Python for every item, can wait 5 ms at each call: a
 # 1 ms interval keeps the event loop's worst case well under 100 ms while they work.

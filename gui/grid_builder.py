@@ -35,11 +35,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from blueno import datasets
+from blueno import actions, datasets
 from blueno.estimate import Estimate, estimate, plan_grid
 from blueno.grid import Grid, GridError, load_grid, parse_grid, to_toml, zoo_models
 from blueno.grid_data import check_data_fits
-from blueno.queue import JobQueue
 from blueno.store import Store
 from blueno.workspace import Workspace
 from blueno.zoo.base import TRAINING_PARAMS, Hyperparam
@@ -572,9 +571,7 @@ class QtGridBuilder(QWidget):
         self.enqueue_button.setEnabled(False)
         store, workspace = self._store, self._workspace
         submit(
-            lambda: JobQueue(store).submit(
-                grid, resolve=lambda ref: datasets.resolve(store, workspace, ref).ref
-            ),
+            lambda: actions.submit_grid(workspace, store, grid)[1],
             on_done=self._on_enqueued,
             on_error=self._on_enqueue_failed,
         )

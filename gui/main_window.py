@@ -17,7 +17,9 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKe
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
 from blueno import __version__
-from blueno.queue import JobQueue
+from blueno.queue import JobQueue, JobState
+from blueno.scheduler import active_scheduler
+from blueno.settings import UserSettings, read_settings
 from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.datasets_view import QtDatasetsView
@@ -27,7 +29,6 @@ from gui.queue_view import QtQueueView
 from gui.runs_view import QtRunsView
 from gui.scheduler_control import SchedulerControl, SchedulerStatus
 from gui.settings_dialog import QtSettingsDialog
-from gui.settings_dialog import read as read_settings
 from gui.watcher import StoreWatcher
 from gui.welcome import QtWelcome
 from gui.workers import Fetcher, lower_priority, submit
@@ -127,6 +128,10 @@ class MainWindow(QMainWindow):
         self._restore()
         self.refresh()
         self._sync: Any = None
+        self.close_question: QMessageBox | None = None
+        # Close without asking: keep (True) or stop (False) running trainings; None asks.
+        self.keep_training_on_close: bool | None = None
+        self._shut_down = False
         submit(
             start_sync,
             workspace,
@@ -251,11 +256,13 @@ class MainWindow(QMainWindow):
     def _on_sync_started(self, sync: Any) -> None:
         self._sync = sync
 
-    def shutdown(self) -> None:
-        """Stop what runs in the background: the watcher, the scheduler, the sync thread."""
+    def shutdown(self, keep_training: bool = True) -> None:
+        """Stop what runs in this process (the watcher, the sync thread); the scheduler process
+        goes on unless ``keep_training`` is False."""
+        self._shut_down = True
         self.watcher.stop()
         self.runs_view.shutdown()
-        self.scheduler.shutdown()
+        self.scheduler.shutdown(keep_running=keep_training)
         sync, self._sync = self._sync, None
         if sync is not None:
             sync.stop()
@@ -273,9 +280,8 @@ class MainWindow(QMainWindow):
         submit(read_settings, self.workspace, on_done=self._edit_settings,
                on_error=lambda exc: QMessageBox.warning(self, "Blueno", str(exc)))
 
-    def _edit_settings(self, read: tuple[dict[str, Any], bool]) -> None:
-        current, key_stored = read
-        dialog = QtSettingsDialog(self.workspace, current, key_stored, parent=self)
+    def _edit_settings(self, current: UserSettings) -> None:
+        dialog = QtSettingsDialog(self.workspace, current, parent=self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.accepted.connect(lambda: self.show_message(f"settings saved to {self.workspace.settings_path}"))
         dialog.open()  # window-modal without a nested event loop
@@ -309,22 +315,45 @@ class MainWindow(QMainWindow):
         self.runs_view.restore(self._settings)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.scheduler.status.state in ("running", "paused"):
-            answer = QMessageBox.question(
-                self,
-                "Blueno",
-                "The scheduler is running. Quit and stop it? Running trainings stop and resume from "
-                "their last checkpoint when a scheduler starts again.",
-            )
-            if answer != QMessageBox.StandardButton.Yes:
-                event.ignore()
-                return
+        if self._shut_down:  # already shut down (by whoever owns the window): nothing left to ask
+            super().closeEvent(event)
+            return
+        keep = self.ask_keep_training()
+        if keep is None:
+            event.ignore()
+            return
         self._settings.setValue("window/geometry", self.saveGeometry())
         self._settings.setValue("window/state", self.saveState())
         self._settings.setValue("window/tab", self.tabs.currentIndex())
         self.runs_view.save(self._settings)
-        self.shutdown()
+        self.shutdown(keep_training=keep)
         super().closeEvent(event)
+
+    def ask_keep_training(self) -> bool | None:
+        """Closing with trainings running: keep them going without the window (True), stop them
+        (False: they checkpoint and are requeued), or stay open (None).  Nothing running: no question."""
+        running = JobQueue(self.store).counts()[JobState.RUNNING]
+        if running and active_scheduler(self.workspace, self.store) is None:
+            running = 0  # left over from a scheduler that died: the next one settles them
+        if running and self.keep_training_on_close is not None:
+            return self.keep_training_on_close
+        if not running:
+            # A scheduler this window started and left with nothing to do ends with it.
+            return not (self.scheduler.started_here and not JobQueue(self.store).has_runnable())
+        text = f"{running} job{'s' * (running != 1)} running."
+        box = QMessageBox(QMessageBox.Icon.Question, "Blueno", text, parent=self)
+        box.setInformativeText("The scheduler runs on its own: it can go on training while the window is closed, "
+                               "and the app attaches to it when opened again. Stopped trainings resume from their "
+                               "last checkpoint at the next Start.")
+        keep = box.addButton("&Keep training in the background", QMessageBox.ButtonRole.AcceptRole)
+        stop = box.addButton("&Stop them", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        self.close_question = box  # tests answer it like a user
+        box.exec()
+        self.close_question = None
+        clicked = box.clickedButton()
+        return True if clicked is keep else False if clicked is stop else None
 
     # -- dropping files anywhere ---------------------------------------------
 

@@ -233,9 +233,7 @@ class ParallelCoordinatesPlot(pg.PlotWidget):
 
 def read_parallel(store: Store, experiment_id: int | None, metric: str | None) -> dict[str, Any]:
     """The experiments, the chosen one's coordinates and the metrics it can show (worker thread)."""
-    experiments = [(row["id"], row["name"]) for row in store.query(
-        "SELECT e.id, e.name FROM experiments e WHERE EXISTS (SELECT 1 FROM runs r WHERE r.experiment_id = e.id "
-        "AND r.best IS NOT NULL) ORDER BY e.id DESC")]
+    experiments = runs.finished_experiments(store)
     if experiment_id not in {e for e, _ in experiments}:
         experiment_id = experiments[0][0] if experiments else None
     if experiment_id is None:

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from blueno import actions
 from blueno.queue import JobQueue
 from blueno.scheduler import GpuStat, gpu_stats
 from blueno.store import Store
@@ -185,6 +186,7 @@ class QtQueueView(QWidget):
     ) -> None:
         super().__init__(parent)
         self._store = store
+        self._workspace = scheduler.workspace
         self._scheduler = scheduler
         self._on_written = on_written
         self.model = JobsTableModel(store, self)
@@ -231,21 +233,21 @@ class QtQueueView(QWidget):
             "Retry",
             "Queue the selected failed or cancelled jobs again",
             "Ctrl+T",
-            lambda ids: JobQueue(self._store).retry(ids),
+            lambda ids: actions.TRANSITIONS["retry"](self._workspace, self._store, ids),
         )
         self._add_action(
             "hold",
             "Hold",
             "Keep the selected queued jobs from starting",
             "Ctrl+H",
-            lambda ids: JobQueue(self._store).hold(ids),
+            lambda ids: actions.TRANSITIONS["hold"](self._workspace, self._store, ids),
         )
         self._add_action(
             "release",
             "Release",
             "Let the selected held jobs start",
             "Ctrl+Shift+H",
-            lambda ids: JobQueue(self._store).release(ids),
+            lambda ids: actions.TRANSITIONS["release"](self._workspace, self._store, ids),
         )
         self._add_action(
             "raise",
@@ -321,14 +323,8 @@ class QtQueueView(QWidget):
 
     def _update_actions(self) -> None:
         states = self._selected_states()
-        enable = {
-            "cancel": bool(states & {"queued", "held", "running"}),
-            "retry": bool(states & {"failed", "cancelled"}),
-            "hold": "queued" in states,
-            "release": "held" in states,
-            "raise": bool(states),
-            "lower": bool(states),
-        }
+        enable = {name: bool(states & actions.APPLIES_TO[name]) for name in actions.TRANSITIONS}
+        enable["raise"] = enable["lower"] = bool(states)
         for name, on in enable.items():
             self.actions_by_name[name].setEnabled(on)
 
@@ -338,11 +334,10 @@ class QtQueueView(QWidget):
         self.slots.show_slots(self._scheduler.status.slots, running)
 
     def _on_scheduler(self, status: SchedulerStatus) -> None:
-        own = not status.attached
-        self.actions_by_name["start"].setEnabled(own and status.state in ("stopped", "paused"))
+        self.actions_by_name["start"].setEnabled(status.state in ("stopped", "paused"))
         self.actions_by_name["start"].setText("Resume" if status.state == "paused" else "Start")
-        self.actions_by_name["pause"].setEnabled(own and status.state == "running")
-        self.actions_by_name["stop"].setEnabled(own and status.state in ("running", "paused"))
+        self.actions_by_name["pause"].setEnabled(status.state == "running")
+        self.actions_by_name["stop"].setEnabled(status.state in ("running", "paused"))
         self.scheduler_label.setText(status.describe())
         self._on_jobs_changed()
 
@@ -359,7 +354,8 @@ class QtQueueView(QWidget):
         ids = self.selected_ids()
         running = [index.data(ID_ROLE) for index in self.table.selectionModel().selectedRows()
                    if self.model.row(index.row())["state"] == "running"]
-        cancel = lambda: self._on_selection(lambda chosen: JobQueue(self._store).cancel(chosen))  # noqa: E731
+        cancel = lambda: self._on_selection(  # noqa: E731
+            lambda chosen: actions.cancel_jobs(self._workspace, self._store, chosen))
         if not ids:
             return
         if not running:
@@ -379,9 +375,7 @@ class QtQueueView(QWidget):
         box.open()
 
     def _shift_priority(self, ids: list[int], step: int) -> None:
-        queue = JobQueue(self._store)
-        for job in queue.jobs(ids=ids):
-            queue.prioritize([job.id], job.priority + step)
+        actions.shift_priority(self._store, ids, step)
 
     def _done(self, result: Any) -> None:
         self._on_written()

@@ -97,6 +97,9 @@ def describe(run: dict[str, Any]) -> str:
     )
 
 
+NO_RUN = "<p>Select runs to compare their curves; the current one shows here.</p>"
+
+
 class QtRunDetail(QTabWidget):
     """Evaluation, details and log of the current run, re-read off the GUI thread when the database changes."""
 
@@ -125,14 +128,19 @@ class QtRunDetail(QTabWidget):
         self.addTab(details, "Details")
         self.addTab(self.evaluation, "Evaluation")
         self.addTab(self.log, "Log")
-        self.summary.setHtml("<p>Select runs to compare their curves; the current one shows here.</p>")
+        self.summary.setHtml(NO_RUN)
 
         self._fetcher = Fetcher(lambda: lambda run_id=self._run_id: read_run(store, workspace, run_id), self)
         self._fetcher.ready.connect(self._on_run)
 
     def show_run(self, run_id: int | None) -> None:
+        """Show this run; None (nothing current, e.g. the filter hid it) shows the hint."""
         self._run_id = run_id
         self.open_folder.setEnabled(run_id is not None)
+        if run_id is None:
+            self._run = {}
+            self.summary.setHtml(NO_RUN)
+            self.log.clear()
         self.evaluation.show_run(run_id)
         self.refresh()
 
@@ -142,7 +150,7 @@ class QtRunDetail(QTabWidget):
             self.evaluation.refresh()
 
     def _on_run(self, run: dict[str, Any]) -> None:
-        if run["id"] != self._run_id or run == self._run:
+        if self._run_id is None or run["id"] != self._run_id or run == self._run:
             return
         self._run = run
         self.summary.setHtml(describe(run))

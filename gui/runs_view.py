@@ -3,16 +3,13 @@
 ``RunsTableModel`` loads all runs in one query and afterwards re-reads only
 runs that are new or whose job may still change, so a workspace with 100,000
 runs stays responsive.  Sorting is done by the model (one keyed
-``list.sort``); ``RunsFilterProxy`` only filters, against a lower-case text
-of each row built when the row is read.
+``list.sort``); ``RunsFilterProxy`` only filters, with the matcher of
+:mod:`blueno.run_filter` (the grammar ``blueno runs ls --where`` takes too).
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -28,6 +25,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -39,6 +37,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from blueno import run_filter, run_table
+from blueno.export import export_runs
 from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.cli_process import CliProcess
@@ -49,19 +49,8 @@ from gui.plot import QtLivePlot
 from gui.run_detail import QtRunDetail
 from gui.runs_columns import RunsColumns
 from gui.table_model import ID_ROLE, ROW_ROLE, Column, Row, RowsTableModel
-from gui.workers import Fetcher
+from gui.workers import Fetcher, submit
 
-OPEN_STATES = ("queued", "held", "running")
-# The fixed columns, in row-tuple order; parameters, then best and final metrics follow.
-BASE_SELECT = (
-    "r.id",
-    "coalesce(j.state, 'succeeded')",
-    "e.name",
-    "r.model",
-    "r.dataset",
-    "r.epochs_done",
-    "r.ended - r.started",
-)
 BASE_COLUMNS = [
     Column("Run", itemgetter(0), numeric=True),
     Column("State", itemgetter(1)),
@@ -71,74 +60,8 @@ BASE_COLUMNS = [
     Column("Epochs", itemgetter(5), numeric=True),
     Column("Duration", itemgetter(6), text=format_duration, numeric=True),
 ]
-STATE = 1
-FROM = " FROM runs r LEFT JOIN jobs j ON j.id = r.job_id LEFT JOIN experiments e ON e.id = r.experiment_id "
-CHANGED = (
-    "(r.id > :after OR r.id IN (SELECT value FROM json_each(:open)) "
-    "OR r.job_id IN (SELECT id FROM jobs WHERE state IN ('queued', 'held', 'running')))"
-)
-
-
-@dataclass(frozen=True)
-class RunKeys:
-    """The parameter and metric names that are columns, in order."""
-
-    params: tuple[str, ...] = ()
-    metrics: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RunsBatch:
-    keys: RunKeys
-    rows: list[tuple]
-    full: bool  # the keys changed: these rows replace all others
-
-
-def _path(key: str) -> str:
-    return "'$.\"" + key.replace("'", "''").replace('"', '\\"') + "\"'"
-
-
-def _discover(conn: sqlite3.Connection, where: str, args: dict[str, Any]) -> RunKeys:
-    found = conn.execute(
-        f"SELECT DISTINCT 'p', k.key FROM runs r, json_each(r.params) k WHERE {where} UNION "
-        f"SELECT DISTINCT 'm', k.key FROM runs r, json_each(r.best) k WHERE {where} UNION "
-        f"SELECT DISTINCT 'm', k.key FROM runs r, json_each(r.final) k WHERE {where}",
-        args,
-    ).fetchall()
-    return RunKeys(
-        tuple(sorted(k for kind, k in found if kind == "p")),
-        tuple(sorted(k for kind, k in found if kind == "m")),
-    )
-
-
-def read_runs(store: Store, after_id: int, open_ids: list[int], known: RunKeys) -> RunsBatch:
-    """New runs and runs that may still change, as tuples (worker thread).
-
-    SQLite extracts each parameter and metric into its own column
-    (``json_extract``): parsing JSON in Python cost seconds for 100,000 runs.
-    When these rows bring a name not seen yet, every run is read again with
-    the wider set of columns.
-    """
-    args = {"after": after_id, "open": json.dumps(open_ids)}
-    with store.snapshot() as conn:
-        full = after_id == 0
-        if not full:
-            keys = _discover(conn, CHANGED, args)
-            full = not (set(keys.params) <= set(known.params) and set(keys.metrics) <= set(known.metrics))
-        where = "1"
-        if full:
-            keys = _discover(conn, "1", {})
-        else:
-            keys, where = known, CHANGED
-        columns = list(BASE_SELECT) + [f"json_extract(r.params, {_path(k)})" for k in keys.params]
-        for section in ("best", "final"):
-            columns += [f"json_extract(r.{section}, {_path(k)})" for k in keys.metrics]
-        cursor = conn.cursor()
-        cursor.row_factory = None  # plain tuples: sqlite3.Row costs more than the query on 100,000 rows
-        rows = cursor.execute(
-            f"SELECT {', '.join(columns)} {FROM} WHERE {where} ORDER BY r.id", args
-        ).fetchall()
-    return RunsBatch(keys, rows, full)
+assert [c.title for c in BASE_COLUMNS] == [title for title, _ in run_table.BASE_COLUMNS]
+STATE = run_table.STATE
 
 
 class RunsTableModel(RowsTableModel):
@@ -147,7 +70,7 @@ class RunsTableModel(RowsTableModel):
     def __init__(self, store: Store, parent: QObject | None = None) -> None:
         super().__init__(BASE_COLUMNS, key=itemgetter(0), parent=parent)
         self._store = store
-        self.keys_shown = RunKeys()
+        self.keys_shown = run_table.RunKeys()
         self._fetcher = Fetcher(self._plan, self)
         self._fetcher.ready.connect(self.add_batch)
         self.loaded = False
@@ -155,13 +78,13 @@ class RunsTableModel(RowsTableModel):
     def refresh(self) -> None:
         self._fetcher.request()
 
-    def _plan(self) -> Callable[[], RunsBatch]:
+    def _plan(self) -> Callable[[], run_table.RunsBatch]:
         after = max(self._pos, default=0)
-        open_ids = [row[0] for row in self._rows if row[STATE] in OPEN_STATES]
+        open_ids = [row[0] for row in self._rows if row[STATE] in run_table.OPEN_STATES]
         known = self.keys_shown
-        return lambda: read_runs(self._store, after, open_ids, known)
+        return lambda: run_table.read_table(self._store, after, open_ids, known)
 
-    def add_batch(self, batch: RunsBatch) -> None:
+    def add_batch(self, batch: run_table.RunsBatch) -> None:
         """Merge rows read from the store; new parameter or metric names rebuild the columns."""
         if batch.full and batch.keys != self.keys_shown:
             self.beginResetModel()
@@ -173,7 +96,7 @@ class RunsTableModel(RowsTableModel):
         self.loaded = True
 
     @staticmethod
-    def _build_columns(keys: RunKeys) -> list[Column]:
+    def _build_columns(keys: run_table.RunKeys) -> list[Column]:
         columns = list(BASE_COLUMNS)
         at = len(columns)
         columns += [Column(k, itemgetter(at + i)) for i, k in enumerate(keys.params)]
@@ -184,6 +107,9 @@ class RunsTableModel(RowsTableModel):
             ]
             at = len(columns)
         return columns
+
+    def titles(self) -> list[str]:
+        return [column.title for column in self._columns]
 
     def column_number(self, title: str) -> int | None:
         for number, column in enumerate(self._columns):
@@ -198,16 +124,19 @@ class RunsTableModel(RowsTableModel):
 
 
 class RunsFilterProxy(QSortFilterProxyModel):
-    """Keeps rows matching every word: ``key=value`` compares a column, other words search the row.
+    """Keeps rows matching the filter (the grammar of :mod:`blueno.run_filter`, shared with
+    ``blueno runs ls --where``) and, when brushed, in the parallel coordinates' selection.
 
     Sorting is the source model's (see :mod:`gui.table_model`).  A row's
-    searchable text is built once, on the first filter that needs it.
+    searchable text is built once, on the first filter word that needs it.
     """
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._words: list[str] = []
-        self._pairs: list[tuple[int | None, str]] = []
+        self._filter = run_filter.RunFilter()
+        self._match: Callable[[Row], bool] | None = None
+        self._titles: list[str] = []
+        self.error: str | None = None  # why the filter cannot apply (an unknown key), shown by the view
         self._text: dict[int, tuple[tuple, str]] = {}  # run id → (the row it was built from, text)
         self.run_ids: set[int] | None = None  # brushed in the parallel coordinates; None keeps all
 
@@ -219,29 +148,35 @@ class RunsFilterProxy(QSortFilterProxyModel):
 
     def set_filter_text(self, text: str) -> None:
         self.beginFilterChange()
-        model: RunsTableModel = self.sourceModel()
-        words = text.lower().split()
-        self._pairs = [
-            (model.column_number(w.split("=", 1)[0]), w.split("=", 1)[1]) for w in words if "=" in w
-        ]
-        self._words = [w for w in words if "=" not in w]
+        self._filter = run_filter.parse(text)
+        self._titles = []  # compiled against the columns on the next row
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def _row_text(self, row: Row) -> str:
+        cached = self._text.get(row[0])
+        if cached is None or cached[0] is not row:  # rows are replaced, never changed in place
+            cached = self._text[row[0]] = (row, " ".join(map(format_value, row)).lower())
+        return cached[1]
+
+    def _matcher(self) -> Callable[[Row], bool] | None:
+        model: RunsTableModel = self.sourceModel()
+        titles = model.titles()
+        if titles != self._titles:  # a new filter, or new columns
+            self._titles = titles
+            try:
+                self._match, self.error = self._filter.matcher(titles, self._row_text), None
+            except run_filter.FilterError as exc:
+                self._match, self.error = None, str(exc)
+        return self._match
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         row = self.sourceModel().row(source_row)
         if self.run_ids is not None and row[0] not in self.run_ids:
             return False
-        if not self._words and not self._pairs:
+        if not self._filter:
             return True
-        for column, value in self._pairs:
-            if column is None or format_value(row[column]).lower() != value:
-                return False
-        if self._words:
-            cached = self._text.get(row[0])
-            if cached is None or cached[0] is not row:  # rows are replaced, never changed in place
-                cached = self._text[row[0]] = (row, " ".join(map(format_value, row)).lower())
-            return all(word in cached[1] for word in self._words)
-        return True
+        match = self._matcher()
+        return match is not None and match(row)
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         self.sourceModel().sort(column, order)
@@ -272,14 +207,16 @@ class QtRunsView(QWidget):
 
     def __init__(self, workspace: Workspace, store: Store, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._store = store
         self.model = RunsTableModel(store, self)
         self.proxy = RunsFilterProxy(self)
         self.proxy.setSourceModel(self.model)
 
         self.filter = QLineEdit(self)
         self.filter.setPlaceholderText(
-            "Filter runs: words or key=value, e.g. mlp learning_rate=0.01  (Ctrl+F)"
+            "Filter runs: words, key=value or key>number, e.g. state=failed  model=mlp  val_accuracy>0.9  (Ctrl+F)"
         )
+        self.filter.setToolTip(run_filter.__doc__.split("\n\n", 1)[1])
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self.proxy.set_filter_text)
         self.filter.textChanged.connect(lambda _: self._update_count())
@@ -362,6 +299,7 @@ class QtRunsView(QWidget):
             ("compare", "&Compare selected runs", "Ctrl+Shift+C", self.show_comparison),
             ("test", "Evaluate on the held-out &TEST split", None, self.evaluate_test),
             ("ensemble", "&Ensemble selected runs", None, self.ensemble),
+            ("export", "E&xport selected runs…", None, self.choose_and_export),
         ):
             action = QAction(text, self)
             if shortcut:
@@ -390,6 +328,24 @@ class QtRunsView(QWidget):
             self._run_cli(["runs", "ensemble", *map(str, ids)])
         else:
             self.status_message.emit("Select two or more finished runs to ensemble them.")
+
+    def choose_and_export(self) -> None:
+        """Write the selected runs (all shown ones when none is selected) through :func:`blueno.export.export_runs`."""
+        ids = self.selected_ids() or [
+            self.proxy.index(row, 0).data(ID_ROLE) for row in range(self.proxy.rowCount())]
+        if not ids:
+            self.status_message.emit("No runs to export.")
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export runs", "runs.csv", "CSV (*.csv);;SQLite for Datasette or pandas (*.db);;Parquet (*.parquet)")
+        if path:
+            self.export_to(path, ids)
+
+    def export_to(self, path: str, run_ids: list[int]) -> None:
+        """The export itself, off the GUI thread; the status bar says where it went."""
+        submit(export_runs, self._store, path, run_ids=run_ids,
+               on_done=lambda r: self.status_message.emit(f"exported {r.runs} runs to {r.path}"),
+               on_error=lambda exc: self.status_message.emit(f"export failed: {exc}"))
 
     def _run_cli(self, args: list[str]) -> None:
         if self.cli.run(args):
@@ -423,6 +379,9 @@ class QtRunsView(QWidget):
 
     def _update_count(self) -> None:
         shown, total = self.proxy.rowCount(), self.model.rowCount()
+        if self.proxy.error:
+            self.count.setText(f"filter: {self.proxy.error}")
+            return
         self.count.setText(f"{total} runs" if shown == total else f"{shown} of {total} runs")
 
     def save(self, settings: QSettings) -> None:

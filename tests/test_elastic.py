@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 from es_server import EsTestServer, rejected_by_id
+from waiting import wait_until
 
 from blueno import BluenoError
 from blueno.cli import main as cli_main
@@ -297,9 +298,7 @@ def test_that_the_background_thread_syncs_new_runs(store: Store, server: EsTestS
     assert worker is not None
     try:
         add_runs(store, 4)
-        deadline = time.monotonic() + 10
-        while outbox_rows(store) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not outbox_rows(store), timeout=10)
     finally:
         worker.stop()
     assert len(run_ids(server)) == 4 and outbox_rows(store) == 0

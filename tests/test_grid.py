@@ -531,7 +531,14 @@ def test_that_any_parameter_value_gives_a_grid_or_a_grid_error(params: dict, mod
         grid = parse_grid(to_toml(document), models=ZOO)
     except GridError:
         return
-    assert 1 <= grid.count <= max(samples, 1) or mode == "grid"
+    if mode == "random":
+        assert 1 <= grid.count <= max(samples, 1)
+        return
+    # A grid is the full product of the values it takes: every combination appears.
+    assert grid.count == len(grid.configs) >= 1
+    values = {name: {repr(c.params[name]) for c in grid.configs} for name in params}
+    combinations = {tuple(repr(c.params[name]) for name in params) for c in grid.configs}
+    assert len(combinations) == math.prod(len(v) for v in values.values())
 
 
 def test_that_the_limit_on_configurations_is_the_documented_one() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from waiting import wait_until
 
 from blueno import notify
 from blueno.store import Store, dumps, now
@@ -195,9 +195,7 @@ hidden_units = 4
 """)
     Scheduler(workspace, [Slot("cpu0", None)]).run(until_empty=True)
     assert [job.state for job in JobQueue(store).jobs()] == ["succeeded"]
-    deadline = time.monotonic() + 10  # the scheduler posts from a thread of its own
-    while not receiver.messages and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: receiver.messages, timeout=10)  # the scheduler posts from a thread of its own
 
     (message,) = receiver.messages
     run = store.query_one("SELECT id FROM runs")["id"]

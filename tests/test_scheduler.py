@@ -10,6 +10,7 @@ import time
 import psutil
 import pytest
 from standin_model import STANDIN_COMMAND, standin_grid
+from waiting import wait_until
 
 from blueno import BluenoError
 from blueno.queue import JobQueue, JobState
@@ -30,14 +31,7 @@ def read_ledger(path) -> list[tuple[int, int, float, float]]:
     return [(int(j), int(a), float(s), float(e)) for j, a, s, e in rows]
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
+wait_for = wait_until  # the shared polling helper (tests/waiting.py)
 
 
 def test_that_a_grid_runs_to_the_end_one_job_per_slot(workspace, queue: JobQueue, ledger) -> None:

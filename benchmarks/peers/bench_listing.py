@@ -1,9 +1,8 @@
 """Listing and filtering 2,000 runs, each with 5 parameters and 3 metrics.
 
-Blueno: the ``runs`` table (parameters as JSON) with ``latest_metrics``, the newest value of each
-metric per run (one primary-key lookup each), so no history is scanned.  There is no library
-function yet for a filtered run listing, so the query below is the one such a function would run
-(see docs/benchmarks-peers.md).
+Blueno: ``blueno.runs.search`` with the filter grammar of ``blueno runs ls --where`` and the app's
+runs filter (every parameter and best/final metric a column, extracted by SQLite, then filtered and
+sorted in Python), over runs as a finished grid leaves them (``best`` and ``final`` recorded).
 MLflow: ``MlflowClient.search_runs`` over its sqlite tracking store.
 
 Both return the same thing: every matching run with its 5 parameters and 3 metrics as Python values.
@@ -11,7 +10,6 @@ Both return the same thing: every matching run with its 5 parameters and 3 metri
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
@@ -36,29 +34,11 @@ def run_table(seed: int = 5) -> list[tuple[dict[str, Any], dict[str, float]]]:
     return table
 
 
-# The query a ``runs.search(store, params=..., metrics=..., order_by=...)`` library function would run:
-# parameters filtered in the runs table, each metric one primary-key lookup in latest_metrics.
-_SEARCH = """
-    SELECT * FROM (
-        SELECT r.id, r.params,
-               (SELECT value FROM latest_metrics WHERE run_id = r.id AND key = 'val_accuracy') AS val_accuracy,
-               (SELECT value FROM latest_metrics WHERE run_id = r.id AND key = 'val_loss') AS val_loss,
-               (SELECT value FROM latest_metrics WHERE run_id = r.id AND key = 'loss') AS loss
-        FROM runs r WHERE r.experiment_id = :experiment {where}
-    ) {having}
-    ORDER BY {order}
-"""
+def blueno_search(store, where: str = "", order: str | None = None) -> list[tuple]:
+    """The product's own listing: ``blueno.runs.search`` (what ``blueno runs ls --where`` and the app's filter use)."""
+    from blueno.runs import search
 
-
-def blueno_search(store, experiment: int, where: str = "", having: str = "", order: str = "id",
-                  **args: Any) -> list[dict]:
-    cursor = store.connection().cursor()
-    cursor.row_factory = None
-    sql = _SEARCH.format(where=where, having=having, order=order)
-    rows = cursor.execute(sql, {"experiment": experiment, **args}).fetchall()
-    return [{"id": run_id, "params": json.loads(params),
-             "metrics": {"val_accuracy": acc, "val_loss": val_loss, "loss": loss}}
-            for run_id, params, acc, val_loss, loss in rows]
+    return search(store, where, order).rows
 
 
 def blueno_setup(tmp: Path, table) -> tuple[Any, int]:
@@ -71,8 +51,9 @@ def blueno_setup(tmp: Path, table) -> tuple[Any, int]:
                                   (now(),)).lastrowid
         for params, values in table:
             run_id = conn.execute(
-                "INSERT INTO runs (experiment_id, model, params, dataset, created) VALUES (?, 'mlp', ?, 'd@1', ?)",
-                (experiment, dumps(params), now()),
+                "INSERT INTO runs (experiment_id, model, params, dataset, best, final, created) "
+                "VALUES (?, 'mlp', ?, 'd@1', ?, ?, ?)",
+                (experiment, dumps(params), dumps(values), dumps(values), now()),
             ).lastrowid
             with MetricsRecorder(store, run_id) as recorder:  # joins this transaction
                 for key, value in values.items():
@@ -109,14 +90,12 @@ def run(tmp: Path) -> list[Row]:
     table = run_table()
     expected_all = len(table)
     expected_filtered = sum(1 for p, v in table if p["optimizer"] == "adam" and v["val_accuracy"] > 0.5)
-    store, experiment = blueno_setup(tmp, table)
-    assert len(blueno_search(store, experiment)) == expected_all
-    filtered = {"where": "AND json_extract(r.params, '$.optimizer') = :optimizer",
-                "having": "WHERE val_accuracy > :floor", "order": "val_accuracy DESC", "optimizer": "adam",
-                "floor": 0.5}
-    assert len(blueno_search(store, experiment, **filtered)) == expected_filtered
-    blueno_all = median_time(lambda: blueno_search(store, experiment), repeat=15)
-    blueno_filtered = median_time(lambda: blueno_search(store, experiment, **filtered), repeat=15)
+    store, _ = blueno_setup(tmp, table)
+    assert len(blueno_search(store)) == expected_all
+    filtered = {"where": "optimizer=adam val_accuracy>0.5", "order": "-val_accuracy"}
+    assert len(blueno_search(store, **filtered)) == expected_filtered
+    blueno_all = median_time(lambda: blueno_search(store), repeat=15)
+    blueno_filtered = median_time(lambda: blueno_search(store, **filtered), repeat=15)
     store.close()
 
     client, mlflow_experiment = mlflow_setup(tmp, table)

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "blueno.cli.batch_cmd",
     "blueno.cli.grid_cmd",
     "blueno.cli.queue_cmd",
+    "blueno.cli.scheduler_cmd",
     "blueno.cli.runs_cmd",
     "blueno.cli.data_cmd",
     "blueno.cli.sync_cmd",

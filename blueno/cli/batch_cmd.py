@@ -5,6 +5,10 @@ slot until the queue is empty, shows live progress, ends with the best runs,
 and exits non-zero if any job of the grid failed.  Ctrl-C (or SIGTERM) stops
 cleanly: running trainers checkpoint and their jobs are requeued, to resume
 on the next start.
+
+Without a grid it is the workspace's scheduler process (mode ``service``):
+it serves the queue until stopped.  The app's Start launches exactly this
+(:mod:`blueno.service`) and attaches to it.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from blueno import BluenoError
+from blueno import BluenoError, actions
 from blueno.cli.common import format_value, print_table
 from blueno.monitor import Progress, best_runs, progress
 from blueno.queue import JobQueue, JobState, SubmitResult
 from blueno.scheduler import JobExited, JobLaunched, Recovered, Scheduler, SchedulerEvent, configured_slots
+from blueno.service import SERVICE_MODE, SIGNALS
 from blueno.store import Store
 from blueno.workspace import Workspace
 
@@ -44,27 +49,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         "batch", help="queue a grid and run it to the end, headless",
         description="Validate GRID, queue its configurations (skipping those already done), run them one "
         "per GPU slot until the queue is empty, and print the best runs. Exit status: 0 all succeeded, "
-        "1 some job failed, 2 bad input, 130 interrupted.",
+        "1 some job failed, 2 bad input, 130 interrupted. Without GRID: serve the queue until stopped (the app's "
+        "Start runs this; `blueno scheduler pause|resume|stop` steer it).",
     )
-    parser.add_argument("grid", metavar="GRID", help="grid file (TOML); see docs/grid.md")
+    parser.add_argument("grid", metavar="GRID", nargs="?",
+                        help="grid file (TOML); see docs/grid.md. Without one, serve the queue until stopped "
+                        "(what the app's Start runs; `blueno scheduler pause|resume|stop` steer it)")
     add_slot_arguments(parser)
     parser.add_argument("--no-sync", action="store_true", help="do not sync results to Elasticsearch")
     parser.set_defaults(func=run_batch)
-
-
-def submit_grid(workspace: Workspace, store: Store, grid_path: str) -> tuple[Grid, SubmitResult]:
-    """Load, validate and queue a grid: the library call behind ``batch`` and ``queue add``."""
-    from blueno import datasets
-    from blueno.grid import load_grid
-    from blueno.grid_data import check_data_fits
-
-    grid = load_grid(grid_path, workspace=workspace)  # knows the workspace's own models and transforms
-    check_data_fits(store, workspace, grid, source=str(grid_path))  # cnn3d on 8x8 images: refused now, not later
-
-    def resolve(ref: str) -> str:
-        return datasets.resolve(store, workspace, ref).ref
-
-    return grid, JobQueue(store).submit(grid, resolve=resolve)
 
 
 def describe_submit(grid_path: str, result: SubmitResult) -> str:
@@ -89,20 +82,27 @@ def run_batch(workspace: Workspace, args: argparse.Namespace) -> int:
             f"Queue the grid for it with `blueno queue add {args.grid}`, or stop it first."
         )
     with workspace.open_store() as store:
-        grid, result = submit_grid(workspace, store, args.grid)
-        print(describe_submit(args.grid, result), flush=True)
-        experiment_ids = _experiments_of(store, grid, result)
+        grid = None
+        experiment_ids: list[int] = []  # none: the whole queue
+        if args.grid is not None:
+            grid, result = actions.submit_grid(workspace, store, args.grid)
+            print(describe_submit(args.grid, result), flush=True)
+            experiment_ids = _experiments_of(store, grid, result)
         from blueno import elastic
 
         sync = None if args.no_sync else elastic.start_background_sync(workspace, store)
         display = Display(store, experiment_ids, slots=[s.name for s in slots], out=sys.stdout)
-        scheduler = Scheduler(workspace, slots, mode="batch", on_event=display.on_event)
-        interrupted = _run_with_signals(scheduler, display)
+        mode = "batch" if grid is not None else SERVICE_MODE
+        scheduler = Scheduler(workspace, slots, mode=mode, on_event=display.on_event)
+        interrupted = _run_with_signals(scheduler, display, until_empty=grid is not None)
         if sync is not None:
             sync.drain(wait=10.0)  # the last runs, before we exit; what can't go now stays in the outbox
             sync.stop()
             print(elastic.status(store).summary())
         display.finish()
+        if grid is None:
+            print("scheduler stopped: interrupted jobs were checkpointed and requeued.")
+            return 0
         failed = sum(JobQueue(store).counts(e)[JobState.FAILED] for e in experiment_ids)
         _print_best(store, experiment_ids, grid.varying_params())
     if interrupted:
@@ -120,8 +120,12 @@ def _experiments_of(store: Store, grid: Grid, result: SubmitResult) -> list[int]
     return [row["id"] for row in rows]
 
 
-def _run_with_signals(scheduler: Scheduler, display: Display) -> bool:
-    """Run the scheduler in a thread; the main thread draws and turns signals into a clean stop."""
+def _run_with_signals(scheduler: Scheduler, display: Display, until_empty: bool = True) -> bool:
+    """Run the scheduler in a thread; the main thread draws and turns signals into a clean stop.
+
+    SIGINT, SIGTERM and SIGHUP stop it (a second one kills running trainers
+    now); SIGUSR1 pauses and SIGUSR2 resumes it (see :mod:`blueno.service`).
+    """
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -134,12 +138,21 @@ def _run_with_signals(scheduler: Scheduler, display: Display) -> bool:
                      "(press Ctrl-C again to kill them now)")
         scheduler.stop()
 
+    def on_pause(signum: int, _frame: object) -> None:
+        if signum == SIGNALS["pause"]:
+            display.note("paused: no new job starts; running ones go on")
+            scheduler.pause()
+        else:
+            display.note("resumed")
+            scheduler.resume()
+
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous.update({sig: signal.signal(sig, on_pause) for sig in (SIGNALS["pause"], SIGNALS["resume"])})
     errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            scheduler.run(until_empty=True)
+            scheduler.run(until_empty=until_empty)
         except BaseException as exc:
             errors.append(exc)
 

@@ -22,10 +22,10 @@ def _row(v: datasets.DatasetVersion) -> list[Any]:
 
 
 def cmd_demo(workspace: Workspace, args: argparse.Namespace) -> int:
-    store = workspace.open_store()
-    version = run_with_progress(datasets.make_demo, workspace, store)
-    print(f"{version.ref}: {version.n_samples} samples, {version.n_classes} classes, {version.path}")
-    return 0
+    with workspace.open_store() as store:
+        version = run_with_progress(datasets.make_demo, workspace, store)
+        print(f"{version.ref}: {version.n_samples} samples, {version.n_classes} classes, {version.path}")
+        return 0
 
 
 def cmd_import(workspace: Workspace, args: argparse.Namespace) -> int:
@@ -37,61 +37,61 @@ def cmd_import(workspace: Workspace, args: argparse.Namespace) -> int:
     if args.name and len(args.paths) > 1:
         raise BluenoError("--name names one dataset: import one PATH at a time with --name, or omit it "
                           "to name each dataset after its file or folder.")
-    store = workspace.open_store()
-    for path in args.paths:
-        result = run_with_progress(import_path, workspace, store, path, name=args.name,  # (SIGTERM: as Ctrl-C)
-                                   label_col=args.label_col, id_col=args.id_col, link=args.link, limits=limits)
-        v = result.version
-        verb = "already imported as" if result.existed else "imported as"
-        print(f"{path}: {verb} {v.ref} ({v.kind}, {v.n_samples} samples, {v.n_classes} classes)")
-        if result.ignored:
-            shown = ", ".join(result.ignored[:5]) + (" …" if len(result.ignored) > 5 else "")
-            print(f"  not part of the dataset, left out: {shown}")
-    return 0
+    with workspace.open_store() as store:
+        for path in args.paths:
+            result = run_with_progress(import_path, workspace, store, path, name=args.name,  # (SIGTERM: as Ctrl-C)
+                                       label_col=args.label_col, id_col=args.id_col, link=args.link, limits=limits)
+            v = result.version
+            verb = "already imported as" if result.existed else "imported as"
+            print(f"{path}: {verb} {v.ref} ({v.kind}, {v.n_samples} samples, {v.n_classes} classes)")
+            if result.ignored:
+                shown = ", ".join(result.ignored[:5]) + (" …" if len(result.ignored) > 5 else "")
+                print(f"  not part of the dataset, left out: {shown}")
+        return 0
 
 
 def cmd_ls(workspace: Workspace, args: argparse.Namespace) -> int:
-    store = workspace.open_store()
-    found = datasets.versions(store, workspace, args.name)
-    if args.json:
-        print_json([v.as_dict() for v in found])
-    else:
-        print_table((_row(v) for v in found),
-                    ["DATASET", "KIND", "SAMPLES", "CLASSES", "SHAPE", "SIZE", "", "REMOTE"])
-    return 0
+    with workspace.open_store() as store:
+        found = datasets.versions(store, workspace, args.name)
+        if args.json:
+            print_json([v.as_dict() for v in found])
+        else:
+            print_table((_row(v) for v in found),
+                        ["DATASET", "KIND", "SAMPLES", "CLASSES", "SHAPE", "SIZE", "", "REMOTE"])
+        return 0
 
 
 def cmd_show(workspace: Workspace, args: argparse.Namespace) -> int:
-    store = workspace.open_store()
-    v = datasets.resolve(store, workspace, args.ref)
-    info = v.as_dict()
-    if args.json:
-        print_json(info)
+    with workspace.open_store() as store:
+        v = datasets.resolve(store, workspace, args.ref)
+        info = v.as_dict()
+        if args.json:
+            print_json(info)
+            return 0
+        for key in ("ref", "kind", "path", "source", "n_samples", "n_files", "size_bytes", "sample_shape",
+                    "dtype", "parent", "transform", "remote_url"):
+            if info[key] not in (None, "", []):
+                print(f"{key:<13} {info[key]}")
+        print("classes       " + ", ".join(f"{c}: {v.classes[c]}" for c in v.class_names))
         return 0
-    for key in ("ref", "kind", "path", "source", "n_samples", "n_files", "size_bytes", "sample_shape",
-                "dtype", "parent", "transform", "remote_url"):
-        if info[key] not in (None, "", []):
-            print(f"{key:<13} {info[key]}")
-    print("classes       " + ", ".join(f"{c}: {v.classes[c]}" for c in v.class_names))
-    return 0
 
 
 def cmd_verify(workspace: Workspace, args: argparse.Namespace) -> int:
-    store = workspace.open_store()
-    version = datasets.resolve(store, workspace, args.ref)
-    report = run_with_progress(datasets.verify, workspace, version)
-    if args.json:
-        print_json(report.as_dict())
-    else:
-        print(report.describe())
-    return 0 if report.ok else 1
+    with workspace.open_store() as store:
+        version = datasets.resolve(store, workspace, args.ref)
+        report = run_with_progress(datasets.verify, workspace, version)
+        if args.json:
+            print_json(report.as_dict())
+        else:
+            print(report.describe())
+        return 0 if report.ok else 1
 
 
 def cmd_rm(workspace: Workspace, args: argparse.Namespace) -> int:
-    store = workspace.open_store()
-    for v in datasets.remove(store, workspace, args.ref, force=args.force):
-        print(f"removed {v.ref}" + (" (linked: its files were left in place)" if v.linked else ""))
-    return 0
+    with workspace.open_store() as store:
+        for v in datasets.remove(store, workspace, args.ref, force=args.force):
+            print(f"removed {v.ref}" + (" (linked: its files were left in place)" if v.linked else ""))
+        return 0
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -108,28 +108,30 @@ def _param(text: str) -> tuple[str, Any]:
 def cmd_derive(workspace: Workspace, args: argparse.Namespace) -> int:
     from blueno.datasets.derive import derive
 
-    store = workspace.open_store()
-    parent = datasets.resolve(store, workspace, args.ref)
-    derived = run_with_progress(derive, workspace, store, parent, args.transform, dict(args.param), name=args.as_name)
-    print(f"{derived.ref}: {args.transform} of {parent.ref}, samples shaped {derived.sample_shape}")
-    return 0
+    with workspace.open_store() as store:
+        parent = datasets.resolve(store, workspace, args.ref)
+        derived = run_with_progress(derive, workspace, store, parent, args.transform, dict(args.param),
+                                    name=args.as_name)
+        print(f"{derived.ref}: {args.transform} of {parent.ref}, samples shaped {derived.sample_shape}")
+        return 0
 
 
 def cmd_push(workspace: Workspace, args: argparse.Namespace) -> int:
     from blueno.datasets import remote
 
-    store = workspace.open_store()
-    pushed = run_with_progress(remote.push, workspace, store, args.ref, args.to, workers=args.workers)
-    print(pushed.describe("uploaded"))
-    return 0
+    with workspace.open_store() as store:
+        pushed = run_with_progress(remote.push, workspace, store, args.ref, args.to, workers=args.workers)
+        print(pushed.describe("uploaded"))
+        return 0
 
 
 def cmd_pull(workspace: Workspace, args: argparse.Namespace) -> int:
     from blueno.datasets import remote
 
-    store = workspace.open_store()
-    print(run_with_progress(remote.pull_sync, workspace, store, args.url, workers=args.workers).describe("downloaded"))
-    return 0
+    with workspace.open_store() as store:
+        result = run_with_progress(remote.pull_sync, workspace, store, args.url, workers=args.workers)
+        print(result.describe("downloaded"))
+        return 0
 
 
 def cmd_remote_ls(workspace: Workspace, args: argparse.Namespace) -> int:

@@ -33,12 +33,12 @@ def dataset_ref(workspace: Workspace, dataset: str) -> str | None:
     """``name@version`` of the grid's dataset in this workspace, read-only; None when it is not there."""
     if not workspace.db_path.is_file():
         return None
-    from blueno import datasets
+    from blueno.actions import resolve_dataset
     from blueno.store import Store
 
     with Store(workspace.db_path, migrate=False) as store:
         try:
-            return datasets.resolve(store, workspace, dataset).ref
+            return resolve_dataset(store, workspace, dataset)
         except (BluenoError, sqlite3.Error):
             return None
 

@@ -6,6 +6,7 @@ import argparse
 import time
 from dataclasses import asdict
 
+from blueno import actions
 from blueno.cli.common import print_json, print_table
 from blueno.queue import JobQueue, JobState
 from blueno.workspace import Workspace
@@ -74,23 +75,17 @@ def cmd_ls(workspace: Workspace, args: argparse.Namespace) -> int:
 
 
 def cmd_add(workspace: Workspace, args: argparse.Namespace) -> int:
-    from blueno.cli.batch_cmd import describe_submit, submit_grid
+    from blueno.cli.batch_cmd import describe_submit
 
     with workspace.open_store() as store:
-        _, result = submit_grid(workspace, store, args.grid)
+        _, result = actions.submit_grid(workspace, store, args.grid)
     print(describe_submit(args.grid, result))
     return 0
 
 
 def cmd_transition(workspace: Workspace, args: argparse.Namespace) -> int:
-    from blueno.scheduler import recover_if_idle
-
     with workspace.open_store() as store:
-        queue = JobQueue(store)
-        result = getattr(queue, args.action)(args.ids)
-        if result.get("stopping"):
-            # No scheduler may be alive to stop them: then settle them here and now.
-            recover_if_idle(workspace, store)
+        result = actions.TRANSITIONS[args.action](workspace, store, args.ids)
     for outcome, ids in result.items():
         if ids:
             print(f"{outcome}: {', '.join(map(str, ids))}")
@@ -99,6 +94,6 @@ def cmd_transition(workspace: Workspace, args: argparse.Namespace) -> int:
 
 def cmd_prioritize(workspace: Workspace, args: argparse.Namespace) -> int:
     with workspace.open_store() as store:
-        JobQueue(store).prioritize(args.ids, args.priority)
+        actions.set_priority(store, args.ids, args.priority)
     print(f"priority {args.priority}: {', '.join(map(str, args.ids))}")
     return 0

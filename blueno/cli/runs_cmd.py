@@ -23,6 +23,7 @@ from blueno.runs import (
     repeat_groups,
     repeat_run,
     score,
+    search,
 )
 from blueno.workspace import Workspace
 
@@ -31,11 +32,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("runs", help="list trainings, show, compare, test, repeat and ensemble them")
     sub = parser.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
 
-    ls = sub.add_parser("ls", help="list runs, newest first")
+    ls = sub.add_parser("ls", help="list runs, newest first, or those a filter selects in the order asked")
     ls.add_argument("--experiment", type=int, metavar="N", help="only runs of experiment N")
     ls.add_argument("--state", choices=JOB_STATES, help="only runs whose job is in this state")
+    ls.add_argument("--where", metavar="FILTER", default="",
+                    help="the app's filter grammar, e.g. 'model=mlp val_accuracy>0.9 lr<=0.01' "
+                    "(key=value, key<number, words; see docs/runs.md)")
+    ls.add_argument("--sort", metavar="KEY", help="sort by a column, parameter or metric; --sort=-KEY sorts descending")
+    ls.add_argument("--limit", type=int, metavar="N", help="at most N runs")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_ls)
+
+    export = sub.add_parser(
+        "export", help="write runs to a flat file: .db (SQLite for Datasette/pandas), .csv or .parquet")
+    export.add_argument("out", metavar="FILE", help="the file to write; its suffix picks the format")
+    export.add_argument("runs", type=int, nargs="*", metavar="RUN", help="these runs (default: all, or --where)")
+    export.add_argument("--where", metavar="FILTER", default="", help="the runs the filter selects (as runs ls)")
+    export.set_defaults(func=cmd_export)
 
     show = sub.add_parser("show", help="one run in full: parameters, metrics, evaluation, files")
     show.add_argument("run", type=int, metavar="RUN")
@@ -93,13 +106,16 @@ def _duration(seconds: float | None) -> str | None:
 
 
 def cmd_ls(workspace: Workspace, args: argparse.Namespace) -> int:
+    where = args.where + (f" state={args.state}" if args.state else "")
     with workspace.open_store() as store:
-        runs = list_runs(store, experiment_id=args.experiment, state=args.state)
+        found = search(store, where, args.sort, args.limit, experiment_id=args.experiment)
+        by_id = {run["id"]: run for run in list_runs(store, ids=[row[0] for row in found.rows])}
+    runs = [by_id[row[0]] for row in found.rows if row[0] in by_id]
     if args.json:
         print_json(runs)
         return 0
     if not runs:
-        print("no runs")
+        print("no runs" + (" match" if where.strip() else ""))
         return 0
     rows = [
         (run["id"], run["job_id"], run["experiment_id"], run["state"], run["model"], run["dataset"],
@@ -110,6 +126,16 @@ def cmd_ls(workspace: Workspace, args: argparse.Namespace) -> int:
     headers = ("run", "job", "exp", "state", "model", "dataset", "epoch", "monitor", "best", "at epoch",
                "time")
     print_table(rows, headers)
+    return 0
+
+
+def cmd_export(workspace: Workspace, args: argparse.Namespace) -> int:
+    from blueno.export import export_runs
+
+    with workspace.open_store() as store:
+        result = export_runs(store, args.out, run_ids=args.runs or None, filter=args.where)
+    points = f" and {result.metric_points} metric points" if result.metric_points else ""
+    print(f"{result.path}: {result.runs} runs{points} ({result.format})")
     return 0
 
 

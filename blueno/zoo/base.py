@@ -140,24 +140,25 @@ def load_user_models(zoo_dir: Path) -> list[str]:
     These are the user's own model files, run on purpose, as Python.  Grid
     files are never executed.
     """
-    if not zoo_dir.is_dir():
-        return []
-    before = set(_REGISTRY)
-    for path in sorted(zoo_dir.glob("*.py")):
-        module_name = f"blueno_user_zoo_{path.stem}"
-        if module_name in sys.modules:
-            continue
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            continue
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:  # the user's file: report it, with the path
-            del sys.modules[module_name]
-            raise BluenoError(f"{path}: loading this model file failed: {exc!r}") from exc
-    return sorted(set(_REGISTRY) - before)
+    from etl.plugins import load_changed  # the same once-per-change loading as user transforms
+
+    before = dict(_REGISTRY)
+    load_changed("zoo", zoo_dir, _run_model_file)
+    return sorted(n for n, spec in _REGISTRY.items() if before.get(n) is not spec)
+
+
+def _run_model_file(path: Path) -> None:
+    module_name = f"blueno_user_zoo_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: report it, with the path
+        del sys.modules[module_name]
+        raise BluenoError(f"{path}: loading this model file failed: {exc!r}") from exc
 
 
 def get(name: str) -> ModelSpec:

@@ -27,8 +27,9 @@ def window(qtbot, workspace: Workspace, store: Store, qsettings: QSettings) -> I
     from gui.main_window import MainWindow
 
     win = MainWindow(workspace, store, qsettings)
+    win.keep_training_on_close = False  # pytest-qt closes it at teardown: no question, no scheduler left
     qtbot.addWidget(win)
     win.show()
     yield win
-    win.shutdown()
+    win.shutdown(keep_training=False)  # a scheduler process a test started ends with it
     wait_for_pool()

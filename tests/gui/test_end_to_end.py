@@ -42,10 +42,13 @@ def test_that_an_enqueued_grid_trains_to_success_and_its_curves_paint(
     )
     live = runs.plot.live
     qtbot.waitUntil(lambda: any(series.n == 3 for series in live.series.values()), timeout=10_000)
-    qtbot.wait(300)  # the redraw timer
     key = next(k for k, series in live.series.items() if series.n == 3)
     colour = live.curves[key].opts["pen"].color().rgb()
-    image = runs.plot.widget.grab().toImage()
-    assert any(image.pixel(x, y) == colour for x in range(image.width()) for y in range(image.height()))
+
+    def painted() -> bool:  # once the redraw timer has drawn it
+        image = runs.plot.widget.grab().toImage()
+        return any(image.pixel(x, y) == colour for x in range(image.width()) for y in range(image.height()))
+
+    qtbot.waitUntil(painted, timeout=10_000)
     queue.actions_by_name["stop"].trigger()
     qtbot.waitUntil(lambda: window.scheduler.status.state == "stopped", timeout=30_000)

@@ -7,8 +7,9 @@ import time
 from gui_helpers import add_curve, add_runs
 from PySide6.QtCore import QItemSelectionModel, Qt
 
+from blueno.run_table import RunKeys, read_table
 from blueno.store import dumps
-from gui.runs_view import STATE, RunKeys, RunsFilterProxy, RunsTableModel, read_runs, run_labels
+from gui.runs_view import STATE, RunsFilterProxy, RunsTableModel, run_labels
 from gui.table_model import VALUE_ROLE
 
 
@@ -82,7 +83,7 @@ def test_that_100000_runs_load_whole_and_sort_by_a_metric(qtbot, store) -> None:
     add_runs(store, 100_000)
     started = time.perf_counter()
     model = RunsTableModel(store)
-    model.add_batch(read_runs(store, 0, [], RunKeys()))
+    model.add_batch(read_table(store, 0, [], RunKeys()))
     loaded = time.perf_counter() - started
     started = time.perf_counter()
     model.sort(8, Qt.SortOrder.DescendingOrder)
@@ -158,3 +159,44 @@ def test_that_constant_parameters_hide_the_metric_follows_identity_and_choices_a
     assert not header.isSectionHidden(titles.index("seed")) and header.isSectionHidden(titles.index("Experiment"))
     assert header.visualIndex(titles.index("units")) == 1
     second.close()
+
+
+def test_that_the_documented_filters_work_in_the_filter_box(qtbot, window, store) -> None:
+    add_runs(store, 6, model="mlp")
+    add_runs(store, 2, state="failed", model="cnn")
+    view = window.runs_view
+    window.watcher.poke()
+    qtbot.waitUntil(lambda: view.model.rowCount() == 8, timeout=5000)
+    for text, shown in (("state=failed", 2), ("model=mlp", 6), ("Model=MLP units>16", 4),
+                        ("learning_rate<=0.01 cnn", 1), ("val_loss<1", 8), ("final_val_accuracy>0.9", 0)):
+        view.filter.setText(text)
+        assert view.proxy.rowCount() == shown, text
+    view.filter.setText("nosuchkey=1")
+    assert view.proxy.rowCount() == 0 and "no column 'nosuchkey'" in view.count.text()
+
+
+def test_that_hiding_the_selected_run_does_not_say_it_is_gone(qtbot, window, store) -> None:
+    add_runs(store, 2, model="mlp")
+    add_runs(store, 1, model="cnn")
+    view = window.runs_view
+    window.watcher.poke()
+    qtbot.waitUntil(lambda: view.model.rowCount() == 3, timeout=5000)
+    view.filter.setText("model=cnn")
+    view.table.selectRow(0)
+    qtbot.waitUntil(lambda: "cnn" in view.detail.summary.toPlainText(), timeout=5000)
+    view.filter.setText("model=mlp")  # hides the current run
+    view.detail.refresh()
+    qtbot.waitUntil(lambda: "Select runs" in view.detail.summary.toPlainText(), timeout=5000)
+    assert "None" not in view.detail.summary.toPlainText()
+
+
+def test_that_export_writes_the_selected_runs(qtbot, window, store, tmp_path) -> None:
+    run_ids = add_runs(store, 3)
+    view = window.runs_view
+    window.watcher.poke()
+    qtbot.waitUntil(lambda: view.model.rowCount() == 3, timeout=5000)
+    assert view.actions_by_name["export"] in window.menuBar().actions()[2].menu().actions()
+    with qtbot.waitSignal(view.status_message, timeout=10_000) as message:
+        view.export_to(str(tmp_path / "two.csv"), run_ids[:2])
+    assert "exported 2 runs" in message.args[0]
+    assert (tmp_path / "two.csv").read_text().count("\n") == 3

@@ -1,0 +1,101 @@
+"""``blueno.runs.search`` and the one filter grammar it shares with the app and ``blueno runs ls``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from blueno import runs
+from blueno.cli import main as cli
+from blueno.run_filter import FilterError, parse
+from blueno.store import Store, dumps, now
+
+# model, state, learning_rate, units, best val_accuracy, final val_accuracy
+RUNS = [
+    ("mlp", "succeeded", 0.1, 16, 0.95, 0.93),
+    ("mlp", "failed", 0.01, 32, None, None),
+    ("cnn", "succeeded", 0.01, 16, 0.91, 0.90),
+    ("cnn", "succeeded", 0.001, 64, 0.85, 0.84),
+    ("MLP", "cancelled", 0.001, 8, 0.5, 0.5),
+]
+
+
+@pytest.fixture
+def filled(store: Store) -> Store:
+    t = now()
+    with store.write() as conn:
+        experiment = conn.execute(
+            "INSERT INTO experiments (name, grid_text, created) VALUES ('my sweep', '', ?)", (t,)).lastrowid
+        for i, (model, state, lr, units, best, final) in enumerate(RUNS):
+            config = {"model": model, "params": {"learning_rate": lr, "units": units}, "dataset": "digits@abc"}
+            job = conn.execute(
+                "INSERT INTO jobs (experiment_id, config_hash, config, model, dataset, state, created) "
+                "VALUES (?, ?, ?, ?, 'digits@abc', ?, ?)", (experiment, f"h{i}", dumps(config), model, state, t),
+            ).lastrowid
+            metrics = dumps({"val_accuracy": best}) if best is not None else None
+            conn.execute(
+                "INSERT INTO runs (job_id, experiment_id, model, params, dataset, epochs_done, best, final, created) "
+                "VALUES (?, ?, ?, ?, 'digits@abc', 3, ?, ?, ?)",
+                (job, experiment, model, dumps(config["params"]), metrics,
+                 dumps({"val_accuracy": final}) if final is not None else None, t),
+            )
+    return store
+
+
+def ids(result: runs.SearchResult) -> list[int]:
+    return [row[0] for row in result.rows]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("state=failed", [2]),  # lower-case key, column title "State"
+    ("State=FAILED", [2]),
+    ("model=mlp", [5, 2, 1]),  # values ignore case
+    ("val_accuracy>0.9", [3, 1]),  # a metric name: its best value
+    ("final_val_accuracy>=0.9", [3, 1]),
+    ("lr<=0.01 cnn", []),  # lr is not a key: an error, tested below
+    ("learning_rate<=0.01 cnn", [4, 3]),  # a comparison and a bare word
+    ("learning_rate=1e-2", [3, 2]),  # numbers compare as numbers
+    ("units!=16", [5, 4, 2]),
+    ("succeeded 16", [3, 1]),  # bare words match anywhere
+    ('experiment="my sweep" model=cnn', [4, 3]),
+    ("id>=4", [5, 4]),
+    ("", [5, 4, 3, 2, 1]),
+])
+def test_that_the_filter_grammar_selects_the_documented_runs(filled, text, expected) -> None:
+    if text.startswith("lr"):
+        with pytest.raises(FilterError, match="no column 'lr'"):
+            runs.search(filled, text)
+        return
+    assert ids(runs.search(filled, text)) == expected
+
+
+def test_that_a_run_without_the_metric_never_passes_a_numeric_comparison(filled) -> None:
+    assert 2 not in ids(runs.search(filled, "val_accuracy<2"))
+
+
+def test_that_order_and_limit_sort_by_any_key_with_missing_values_last(filled) -> None:
+    assert ids(runs.search(filled, order="-val_accuracy")) == [1, 3, 4, 5, 2]
+    assert ids(runs.search(filled, order="val_accuracy")) == [5, 4, 3, 1, 2]
+    assert ids(runs.search(filled, order="model", limit=2))[0] in (3, 4)
+    assert ids(runs.search(filled, "model=mlp", order="-id", limit=2)) == [5, 2]
+
+
+def test_that_comparing_text_with_a_number_is_a_clear_error(filled) -> None:
+    with pytest.raises(FilterError, match="compares numbers"):
+        runs.search(filled, "model>abc")
+
+
+def test_that_parse_splits_comparisons_from_words() -> None:
+    parsed = parse("val_accuracy>0.9 mlp State=failed")
+    assert [(t.key, t.op, t.value) for t in parsed.terms] == [("val_accuracy", ">", "0.9"), ("State", "=", "failed")]
+    assert parsed.words == ("mlp",)
+
+
+def test_that_runs_ls_where_and_sort_use_the_same_search(filled, workspace, capsys) -> None:
+    assert cli(["--home", str(workspace.root), "runs", "ls", "--where", "model=mlp val_accuracy>0.9",
+                "--sort=-val_accuracy", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [run["id"] for run in printed] == [1]
+    assert cli(["--home", str(workspace.root), "runs", "ls", "--where", "nope=1"]) == 2
+    assert "no column 'nope'" in capsys.readouterr().err
