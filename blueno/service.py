@@ -32,7 +32,7 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 def scheduler_command(workspace: Workspace, *, sync: bool = True) -> list[str]:
     """The command line of a scheduler process serving ``workspace`` until stopped."""
-    command = [sys.executable, "-m", "blueno", "--home", str(workspace.root), "batch"]
+    command = [sys.executable, "-P", "-m", "blueno", "--home", str(workspace.root), "batch"]  # -P: cwd not on sys.path
     return command if sync else [*command, "--no-sync"]
 
 

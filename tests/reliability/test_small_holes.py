@@ -56,6 +56,13 @@ def test_python_children_do_not_import_modules_from_the_workspace(workspace: Wor
     probe = subprocess.run([*trainer[:-2], "-c", "import json; print(json.__file__)"], cwd=workspace.root,
                            capture_output=True, text=True, env=env, timeout=60)
     assert probe.returncode == 0 and not probe.stdout.startswith(str(workspace.root)), probe
+    from blueno.service import scheduler_command
+
+    scheduler = scheduler_command(workspace)  # the process the GUI's Start launches
+    assert scheduler[:4] == [sys.executable, "-P", "-m", "blueno"]
+    status = subprocess.run([*scheduler[:4], "--home", str(workspace.root), "scheduler", "status"],
+                            cwd=workspace.root, capture_output=True, text=True, env=env, timeout=120)
+    assert status.returncode == 0 and "shadowed" not in status.stdout + status.stderr, status
 
 
 def test_a_pulled_manifest_naming_files_outside_its_folder_is_refused(workspace, store, gcs_bucket):
