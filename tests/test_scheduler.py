@@ -89,8 +89,8 @@ def test_that_a_killed_trainer_is_requeued_and_resumes_from_its_checkpoint(works
     scheduler = make_scheduler(workspace, heartbeat=0.5)
     scheduler.start()
     try:
-        job = wait_for(lambda: (j := queue.get(job_id)).pid and j.epoch == 0 and
-                       (workspace.models_dir / f"run-{j.run_id}" / "standin.json").exists() and j)
+        # killed after its first checkpoint was reported (the scheduler recorded epoch 1), before the end
+        job = wait_for(lambda: (j := queue.get(job_id)).pid and 1 <= j.epoch < 8 and j, interval=0.01)
         os.kill(job.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         wait_for(lambda: queue.get(job_id).attempt == 2)
