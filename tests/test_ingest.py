@@ -11,7 +11,6 @@ from blueno import events, ingest, metrics
 from blueno.events import EventWriter, FileSink, FileSource
 from blueno.queue import JobQueue, JobState
 from blueno.store import Store
-from blueno.workspace import Workspace
 
 
 @pytest.fixture
