@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import string
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,8 @@ def command_line(spec: dict[str, Any], trainer: Sequence[str], workspace: Worksp
     except KeyError as exc:
         raise BluenoError(f"the command {config['command']} names {{{exc.args[0]}}}, which is not a "
                           f"parameter of this configuration: add it under [params]") from None
+    if argv and argv[0] in ("python", "python3"):  # the scheduler's own interpreter: Blueno is importable there
+        argv[0] = sys.executable
     cwd = Path(config.get("workdir") or workspace.root)
     if not cwd.is_dir():
         raise BluenoError(f"the command's workdir {cwd} is not a folder: fix workdir in the grid")

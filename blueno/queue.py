@@ -210,7 +210,7 @@ class JobQueue:
         Configurations already queued, running or succeeded are skipped;
         failed or cancelled ones are queued again.
         """
-        dataset_ref = resolve(grid.dataset) if resolve else grid.dataset
+        dataset_ref = resolve(grid.dataset) if resolve and grid.dataset else grid.dataset
         planned = [(cfg, cfg.config_hash(dataset_ref)) for cfg in grid.configs]
         added: list[int] = []
         requeued: list[int] = []
