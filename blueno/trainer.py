@@ -59,7 +59,6 @@ from blueno.training_state import (  # noqa: F401  (re-exported: the trainer's p
     Data,
     EpochBook,
     Job,
-    StaleAttempt,
     TrainState,
     data_from_version,
     format_logs,

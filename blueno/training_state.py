@@ -32,10 +32,6 @@ DEFAULT_SPLIT = {"validation": 0.2, "test": 0.0, "seed": 0}
 LR_FACTOR = 0.5  # reduce-on-plateau multiplies the learning rate by this
 
 
-class StaleAttempt(Exception):
-    """The job was reclaimed by another attempt (or ended) while this one ran."""
-
-
 # -- the job -----------------------------------------------------------------
 
 
@@ -50,34 +46,6 @@ class Job:
 def job_from_spec(spec: dict[str, Any]) -> Job:
     """The job an attempt's spec describes (``blueno.jobspec``)."""
     return Job(int(spec["job_id"]), int(spec["attempt"]), int(spec["run_id"]), dict(spec["config"]))
-
-
-def read_job(store: Store, job_id: int, attempt: int) -> Job | None:
-    """The job if this attempt still owns it (running, same attempt), else None."""
-    row = store.query_one(
-        "SELECT jobs.state, jobs.attempt, jobs.config, runs.id AS run_id FROM jobs "
-        "LEFT JOIN runs ON runs.job_id = jobs.id WHERE jobs.id = ?",
-        (job_id,),
-    )
-    if row is None or row["state"] != "running" or row["attempt"] != attempt:
-        return None
-    if row["run_id"] is None:
-        raise BluenoError(f"job {job_id} has no row in runs; it was not enqueued through the queue")
-    return Job(job_id, attempt, row["run_id"], json.loads(row["config"]))
-
-
-def update_job(conn: Any, job: Job, assignments: str, values: tuple[Any, ...]) -> None:
-    """Update this attempt's job row inside a write transaction.
-
-    Raises StaleAttempt, which rolls the whole transaction back, when the job
-    is no longer running under this attempt: a late write changes nothing.
-    """
-    cursor = conn.execute(
-        f"UPDATE jobs SET {assignments} WHERE id = ? AND attempt = ? AND state = 'running'",
-        (*values, job.id, job.attempt),
-    )
-    if cursor.rowcount == 0:
-        raise StaleAttempt
 
 
 # -- data --------------------------------------------------------------------
