@@ -24,7 +24,8 @@ os.makedirs(args.out, exist_ok=True)
 checkpoint = os.path.join(args.out, "weights.npy")
 w, start, best = np.zeros(5), 0, None
 if client.resume_from():  # BLUENO: an interrupted run resumes from its last epoch
-    w, start = np.load(checkpoint), json.load(open(checkpoint + ".json"))["epoch"]
+    with open(checkpoint + ".json") as handle:
+        w, start = np.load(checkpoint), json.load(handle)["epoch"]
 
 
 def loss_and_accuracy(w, x, y):
@@ -39,7 +40,8 @@ for epoch in range(start, args.epochs):
         w -= args.lr * xb.T @ (p - yb) / len(yb)
         client.log_metrics({"batch_loss": loss_and_accuracy(w, xb, yb)[0]}, step=epoch * 6 + i // 50 + 1)  # BLUENO
     np.save(checkpoint, w)
-    json.dump({"epoch": epoch + 1}, open(checkpoint + ".json", "w"))
+    with open(checkpoint + ".json", "w") as handle:
+        json.dump({"epoch": epoch + 1}, handle)
     val_loss, val_accuracy = loss_and_accuracy(w, x_val, y_val)
     print(f"epoch {epoch + 1}: val_loss {val_loss:.4f} val_accuracy {val_accuracy:.3f}")
     if best is None or val_loss < best[1]:
