@@ -191,3 +191,17 @@ def test_that_a_keras_zoo_trainer_records_everything_without_touching_the_databa
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
         assert metrics.history(store, job.run_id, key)[0].tolist() == [1, 2], key
     assert [tuple(r) for r in store.query("SELECT topic, ref FROM outbox")] == [("run", job.run_id)]
+
+
+def test_that_blueno_batch_runs_the_worked_example_of_the_docs(workspace: Workspace, store: Store,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from blueno.cli import main
+
+    example = Path(__file__).resolve().parent.parent / "resources" / "examples" / "own-script" / "grid.toml"
+
+    code = main(["--home", str(workspace.root), "batch", str(example), "--slots", "1", "--no-sync"])
+
+    assert code == 0, capsys.readouterr()
+    runs = store.query("SELECT best_epoch, monitor, best FROM runs ORDER BY id")
+    assert [(r["best_epoch"], r["monitor"]) for r in runs] == [(20, "val_loss")] * 3
+    assert [round(json.loads(r["best"])["val_loss"], 4) for r in runs] == [0.3923, 0.245, 0.1569]  # as documented
