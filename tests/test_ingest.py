@@ -134,3 +134,36 @@ def test_that_the_writer_refuses_unknown_events_and_sends_points_before_anything
 
     assert [(e.seq, e.type) for e in found] == [(1, "metrics"), (2, "epoch")] and not problems
     assert found[0].fields["points"] == [["loss", 1, 0.5]] and end == path.stat().st_size
+
+
+def test_that_recovery_ingests_what_a_dead_schedulers_trainers_reported_before_requeueing(
+    workspace, store: Store, queue: JobQueue
+) -> None:
+    """One trainer finished (its result on disk) and one was mid-way when their scheduler died."""
+    import subprocess
+    import sys
+
+    from standin_model import standin_grid
+
+    from blueno import jobspec
+    from blueno.scheduler import recover_if_idle
+
+    finished, interrupted = queue.submit(standin_grid(2)).added
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for job_id, calls in ((finished, [("epoch", {"epoch": 1, "logs": {"val_loss": 0.3}}),
+                                      ("result", {"final": {"val_loss": 0.3}})]),
+                          (interrupted, [("metric", "loss", 1, 0.7),
+                                         ("epoch", {"epoch": 1, "logs": {"val_loss": 0.6}, "checkpoint": "ck"})])):
+        job = queue.claim("cpu0", None, "host", 1)
+        assert job.id == job_id
+        queue.mark_started(job.id, 1, int(gone.stdout), 1.0)  # a trainer that is no longer alive
+        report(jobspec.attempt_files(workspace, job.run_id, 1)[1], *calls)
+
+    recovered = recover_if_idle(workspace, store)
+
+    assert recovered.requeued == [interrupted]
+    assert queue.get(finished).state == JobState.SUCCEEDED
+    job = queue.get(interrupted)
+    assert (job.state, job.epoch, job.failures) == (JobState.QUEUED, 1, 0)
+    assert metrics.history(store, job.run_id, "loss")[0].tolist() == [1]
+    assert ingest.resume_checkpoint(store, interrupted) == "ck"
