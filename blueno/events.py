@@ -236,7 +236,7 @@ def parse_lines(lines: Iterable[bytes]) -> tuple[list[Event], list[str]]:
 def write_spec(path: Path, spec: dict[str, Any]) -> None:
     """Write a job spec atomically (a trainer never reads half of one)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"v": PROTOCOL_VERSION, **spec}, indent=1, sort_keys=True))
+    tmp.write_text(json.dumps({"v": PROTOCOL_VERSION, **spec}, separators=(",", ":")))
     os.replace(tmp, path)
 
 

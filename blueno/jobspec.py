@@ -14,6 +14,7 @@ placeholders are filled from the configuration's params (see
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import string
 import sys
@@ -35,11 +36,22 @@ def attempt_files(workspace: Workspace, run_id: int, attempt: int) -> tuple[Path
     return stem.with_name(stem.name + ".job.json"), stem.with_name(stem.name + ".events.jsonl")
 
 
-def version_to_spec(version: Any) -> dict[str, Any]:
-    """A dataset version (``blueno.datasets.DatasetVersion``) as JSON: what loaders need."""
-    data = dataclasses.asdict(version)
+def version_to_spec(workspace: Workspace, version: Any) -> dict[str, Any]:
+    """A dataset version (``blueno.datasets.DatasetVersion``) as JSON: what loaders need.
+
+    The manifest (one entry per file: large for image folders) is written once per
+    manifest hash under ``logs/.manifests/`` and named, so a spec stays small and quick to write.
+    """
+    manifest_file = workspace.logs_dir / ".manifests" / f"{version.manifest_hash}.json"
+    if not manifest_file.is_file():
+        manifest_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = manifest_file.with_name(f".{manifest_file.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(version.manifest, separators=(",", ":")))
+        os.replace(tmp, manifest_file)
+    data = {f.name: getattr(version, f.name) for f in dataclasses.fields(version) if f.name != "manifest"}
     data["path"] = str(version.path)
     data["sample_shape"] = list(version.sample_shape)
+    data["manifest_file"] = str(manifest_file)
     return data
 
 
@@ -47,7 +59,10 @@ def version_from_spec(data: dict[str, Any]) -> Any:
     """The ``DatasetVersion`` a spec carries, without the database."""
     from blueno.datasets import DatasetVersion
 
-    return DatasetVersion(**{**data, "path": Path(data["path"]), "sample_shape": tuple(data["sample_shape"])})
+    fields = {k: v for k, v in data.items() if k != "manifest_file"}
+    manifest = json.loads(Path(data["manifest_file"]).read_text())
+    return DatasetVersion(**{**fields, "manifest": manifest, "path": Path(data["path"]),
+                             "sample_shape": tuple(data["sample_shape"])})
 
 
 def build(workspace: Workspace, store: Store, job: Any, run_id: int, slot: Any, resume_from: str | None
@@ -67,7 +82,7 @@ def build(workspace: Workspace, store: Store, job: Any, run_id: int, slot: Any, 
         except BluenoError as exc:  # the trainer reports it if it needs the data (a command may not)
             dataset_error = str(exc)
         else:
-            dataset = version_to_spec(version)
+            dataset = version_to_spec(workspace, version)
     spec_path, events_path = attempt_files(workspace, run_id, job.attempt)
     params = config.get("params") or {}
     return {

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -293,6 +294,10 @@ class Scheduler:
         self.host = socket.gethostname()
         self._lock = SchedulerLock(workspace)
         self._running: dict[str, Launched] = {}  # slot name → process
+        # slot name → a claimed job whose data is being prepared off the loop (datasets.prepare can take long)
+        self._preparing: dict[str, tuple[Job, Future[tuple[dict, list[str], Path]]]] = {}
+        self._prep_pool: ThreadPoolExecutor | None = None
+        self._prep_store: Store | None = None
         self._orphans: set[int] = set()  # descendants of ended trainers, killed, waiting to be reaped
         self._paused = threading.Event()
         self._stop = threading.Event()
@@ -348,7 +353,8 @@ class Scheduler:
     @property
     def busy_slots(self) -> dict[str, int]:
         """Slot name → job id, for status displays."""
-        return {name: launched.job.id for name, launched in list(self._running.items())}
+        busy = {name: job.id for name, (job, _) in list(self._preparing.items())}
+        return busy | {name: launched.job.id for name, launched in list(self._running.items())}
 
     # -- the loop ---------------------------------------------------------------
 
@@ -362,6 +368,9 @@ class Scheduler:
         try:
             self._loop(store, JobQueue(store), until_empty)
         finally:
+            if self._prep_store is not None:
+                self._prep_store.close()
+                self._prep_store = None
             self._close_wake()
             self._unregister(store)
             store.close()
@@ -405,7 +414,7 @@ class Scheduler:
                 if look and not self._paused.is_set():
                     self._fill_slots(queue, selector)
                     look = False
-                if until_empty and not self._running and not queue.has_runnable():
+                if until_empty and not self._running and not self._preparing and not queue.has_runnable():
                     break
                 for key, _ in selector.select(tick):
                     if key.fd == self._wake_r:
@@ -417,6 +426,7 @@ class Scheduler:
                         look = True
                 if self._reap(queue, selector):
                     look = True
+                self._launch_prepared(queue, selector)
                 version = store.data_version()  # a few microseconds: changes when another connection commits
                 if version != last_version:  # new jobs, or a cancel request, maybe
                     last_version = version
@@ -435,29 +445,63 @@ class Scheduler:
         finally:
             selector.close()
             endpoint.close()
+            if self._prep_pool is not None:
+                self._prep_pool.shutdown(wait=False, cancel_futures=True)
+                self._prep_pool = None
 
     def _fill_slots(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
-        if len(self._running) == len(self.slots) or not queue.has_runnable():
+        if len(self._running) + len(self._preparing) == len(self.slots) or not queue.has_runnable():
             return  # a cheap read; the write lock is taken only to claim
         for slot in self.slots:
-            if slot.name in self._running:
+            if slot.name in self._running or slot.name in self._preparing:
                 continue
             job = queue.claim(slot.name, slot.gpu, self.host, os.getpid())
             if job is None:
                 return
-            self._launch(queue, selector, job, slot)
+            self._prepare(job, slot)
 
-    def _launch(self, queue: JobQueue, selector: selectors.BaseSelector, job: Job, slot: Slot) -> None:
+    def _prepare(self, job: Job, slot: Slot) -> None:
+        """Build the attempt's spec (the data made ready: verified, pulled, derived) on a worker thread."""
+        if self._prep_pool is None:
+            self._prep_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blueno-prepare")
+        run_id = job.run_id if job.run_id is not None else job.id
+
+        def build() -> tuple[dict, list[str], Path]:
+            if self._prep_store is None:  # the worker's own connection, closed when run() ends
+                self._prep_store = self.workspace.open_store()
+            spec = jobspec.build(self.workspace, self._prep_store, job, run_id, slot,
+                                 ingest.resume_checkpoint(self._prep_store, job.id))
+            command, cwd = jobspec.command_line(spec, self.trainer_command, self.workspace)
+            from blueno.events import write_spec
+
+            write_spec(Path(spec["job_spec"]), spec)
+            Path(spec["events"]).touch()
+            return spec, command, cwd
+
+        future = self._prep_pool.submit(build)
+        self._preparing[slot.name] = (job, future)
+        future.add_done_callback(lambda _: self._wake())
+
+    def _launch_prepared(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
+        for name, (job, future) in list(self._preparing.items()):
+            if future.done():
+                del self._preparing[name]
+                self._launch(queue, selector, job, next(s for s in self.slots if s.name == name), future)
+
+    def _launch(self, queue: JobQueue, selector: selectors.BaseSelector, job: Job, slot: Slot,
+                prepared: Future[tuple[dict, list[str], Path]]) -> None:
         run_id = job.run_id if job.run_id is not None else job.id
         log_path = self.workspace.run_log(run_id)
         log = open(log_path, "ab")  # noqa: SIM115 - closed in Launched.cleanup
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         log.write(f"\n=== {stamp} job {job.id} attempt {job.attempt} on {slot.name} ===\n".encode())
         log.flush()
-        try:  # everything that needs the database, before the trainer starts
-            spec = jobspec.build(self.workspace, queue.store, job, run_id, slot,
-                                 ingest.resume_checkpoint(queue.store, job.id))
-            command, cwd = jobspec.command_line(spec, self.trainer_command, self.workspace)
+        if queue.cancel_requested([job.id]):  # cancelled while its data was being prepared
+            log.close()
+            self._ended(queue, job, slot.name, 143)
+            return
+        try:
+            spec, command, cwd = prepared.result()
         except BluenoError as exc:  # bad data or command: retrying would fail the same way
             log.write(f"error: {exc}\n".encode())
             log.close()
@@ -469,11 +513,6 @@ class Scheduler:
             log.close()
             queue.on_exit(job.id, job.attempt, 1, detail=f"cannot prepare the job: {exc}")
             return
-        spec_path = Path(spec["job_spec"])
-        from blueno.events import write_spec
-
-        write_spec(spec_path, spec)
-        Path(spec["events"]).touch()
         env = jobspec.environment(dict(os.environ), spec, _PACKAGE_PARENT)
         if slot.gpu is None:  # share the CPU cores fairly between CPU slots
             env["BLUENO_CPU_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.slots)))
@@ -567,10 +606,15 @@ class Scheduler:
 
     def _shutdown(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
         """Stop every trainer: SIGTERM (they checkpoint), grace, SIGKILL; record each ending."""
+        preparing = [job for job, _ in self._preparing.values()]
+        if self._cancel_on_stop and (self._running or preparing):
+            queue.cancel([launched.job.id for launched in self._running.values()] + [job.id for job in preparing])
+        for name, (job, future) in list(self._preparing.items()):  # never started: requeued, or cancelled
+            future.cancel()
+            del self._preparing[name]
+            self._ended(queue, job, name, 143, interrupted=True)
         if not self._running:
             return
-        if self._cancel_on_stop:
-            queue.cancel([launched.job.id for launched in self._running.values()])
         for launched in self._running.values():
             launched.terminate(self.grace, interrupted=not self._cancel_on_stop)
         while self._running:
