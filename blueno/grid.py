@@ -44,7 +44,7 @@ _STALE_DRAWS = 1000  # ...or after this many draws in a row (at least as many as
 
 TOP_LEVEL_KEYS = (
     "name", "description", "dataset", "max_failures", "priority",
-    "split", "search", "params", "models", "preprocessing",
+    "split", "search", "params", "models", "preprocessing", "command", "workdir",
 )
 SEARCH_MODES = ("grid", "random")
 # Value forms written as a one-key table, plus the extra keys each accepts.
@@ -131,16 +131,21 @@ class JobConfig:
     dataset: str  # as written in the grid: "name" or "name@version"
     preprocessing: Chain
     split: Split
+    command: tuple[str, ...] = ()  # the user's own trainer (blueno.grid_command); empty for zoo models
+    workdir: str | None = None  # the folder the command runs in
 
     def to_json(self, dataset_ref: str | None = None) -> dict[str, Any]:
         """The ``jobs.config`` document, with the dataset set to ``dataset_ref`` (``name@version``)."""
-        return {
+        config = {
             "model": self.model,
             "params": dict(self.params),
             "dataset": dataset_ref or self.dataset,
             "preprocessing": copy.deepcopy(list(self.preprocessing)),
             "split": self.split.as_dict(),
         }
+        if self.command:  # only then: the hashes of zoo configurations stay as they were
+            config |= {"command": list(self.command), "workdir": self.workdir}
+        return config
 
     def config_hash(self, dataset_ref: str) -> str:
         """A stable id of this configuration on that dataset version (key order does not matter)."""
@@ -175,6 +180,8 @@ class Grid:
     preprocessing: tuple[Chain, ...]  # the axis of transform chains
     configs: list[JobConfig] = field(repr=False)
     notes: tuple[str, ...] = ()  # what the user should know about the expansion (fewer draws than asked)
+    command: tuple[str, ...] = ()  # a grid of the user's own command (blueno.grid_command)
+    workdir: str | None = None  # as written in the grid
 
     @property
     def count(self) -> int:
@@ -201,6 +208,9 @@ class Grid:
         doc["split"] = self.split.as_dict()
         doc["search"] = self.search.as_dict()
         doc["params"] = {name: spec.value for name, spec in self.params.items()}
+        if self.command:
+            doc |= {"command": list(self.command), "workdir": self.workdir or "."}
+            return doc
         doc["models"] = {
             model: {name: spec.value for name, spec in self.model_params[model].items()}
             for model in self.models
@@ -289,6 +299,10 @@ class _Parser:
             if key not in TOP_LEVEL_KEYS:
                 self.fail(key, "unknown key", f"{_did_you_mean(key, TOP_LEVEL_KEYS)}the grid keys are "
                           f"{', '.join(TOP_LEVEL_KEYS)}")
+        if "command" in doc:
+            from blueno.grid_command import command_grid
+
+            return command_grid(self, doc)
         default_name = self.path.stem if self.path else "grid"
         name = self.text_value(doc, "name", default_name, 'name = "my-sweep"')
         description = self.text_value(doc, "description", "", 'description = "what this sweep tests"')

@@ -19,6 +19,8 @@ from blueno.workspace import Workspace
 
 def check_data_fits(store: Store, workspace: Workspace, grid: Grid, source: str = "grid") -> None:
     """Raise :class:`GridError` (key ``dataset`` or ``models.NAME``) when the data cannot be trained on."""
+    if not grid.dataset:  # a grid of the user's own command may train without a Blueno dataset
+        return
     try:
         version = datasets.resolve(store, workspace, grid.dataset)
     except BluenoError as exc:

@@ -85,8 +85,7 @@ class MetricsRecorder:
             self._last_flush = self._clock()
             return 0
         with self.store.write() as conn:
-            conn.executemany(_INSERT, rows)
-            conn.executemany(_UPSERT_LATEST, _newest_per_key(rows))
+            write_points(conn, rows)
         self._rows = []
         self._last_flush = self._clock()
         return len(rows)
@@ -97,6 +96,13 @@ class MetricsRecorder:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         # Keep what was measured even when training fails: the curves explain the failure.
         self.flush()
+
+
+def write_points(conn: Any, rows: list[tuple[int, str, int, float | None, float]]) -> None:
+    """Write ``(run_id, key, step, value, time)`` points inside the caller's transaction (idempotent)."""
+    if rows:
+        conn.executemany(_INSERT, rows)
+        conn.executemany(_UPSERT_LATEST, _newest_per_key(rows))
 
 
 def _newest_per_key(rows: list[tuple[int, str, int, float | None, float]]) -> list[tuple]:

@@ -210,7 +210,7 @@ class JobQueue:
         Configurations already queued, running or succeeded are skipped;
         failed or cancelled ones are queued again.
         """
-        dataset_ref = resolve(grid.dataset) if resolve else grid.dataset
+        dataset_ref = resolve(grid.dataset) if resolve and grid.dataset else grid.dataset
         planned = [(cfg, cfg.config_hash(dataset_ref)) for cfg in grid.configs]
         added: list[int] = []
         requeued: list[int] = []
@@ -281,13 +281,30 @@ class JobQueue:
                 return None
             return Job.from_row(conn.execute(JOB_SELECT + " WHERE jobs.id = ?", (row["id"],)).fetchone())
 
-    def mark_started(self, job_id: int, attempt: int, pid: int, pid_started: float) -> bool:
+    def mark_started(self, job_id: int, attempt: int, pid: int, pid_started: float | None,
+                     run: dict[str, Any] | None = None) -> bool:
+        """Record the attempt's process and, on its run, where and with what it runs (``run`` columns)."""
         with self.store.write() as conn:
             cursor = conn.execute(
                 "UPDATE jobs SET pid = ?, pid_started = ? WHERE id = ? AND attempt = ? AND state = 'running'",
                 (pid, pid_started, job_id, attempt),
             )
+            if cursor.rowcount == 1 and run:
+                conn.execute(
+                    "UPDATE runs SET started = COALESCE(started, ?), host = ?, gpu = ?, blueno_version = ?, "
+                    "git_commit = ?, log_path = ? WHERE job_id = ?",
+                    (now(), run.get("host"), run.get("gpu"), run.get("blueno_version"), run.get("git_commit"),
+                     run.get("log_path"), job_id),
+                )
             return cursor.rowcount == 1
+
+    def record_error(self, job_id: int, attempt: int, message: str) -> bool:
+        """Say why a running attempt cannot succeed (its exit is recorded by :meth:`on_exit`)."""
+        with self.store.write() as conn:
+            return conn.execute(
+                "UPDATE jobs SET error = ? WHERE id = ? AND attempt = ? AND state = 'running'",
+                (message, job_id, attempt),
+            ).rowcount == 1
 
     def heartbeat(self, job_ids: Iterable[int]) -> None:
         ids = list(job_ids)
@@ -314,8 +331,8 @@ class JobQueue:
     ) -> JobState:
         """Record how an attempt's process ended; returns the job's state afterwards.
 
-        The trainer marks success itself (with its results, in one
-        transaction).  Everything else is decided here: cancelled, interrupted
+        Success is committed when the attempt's ``result`` event is ingested
+        (with its results, in one transaction).  Everything else is decided here: cancelled, interrupted
         (requeued, not counted), a permanent failure, or a crash (requeued
         until ``max_failures``).
         """
@@ -376,14 +393,16 @@ class JobQueue:
         return state
 
     def recover(self, process_alive: Callable[[int, float | None], bool],
-                stop_processes: Callable[[list[int]], None]) -> RecoveryReport:
+                stop_processes: Callable[[list[int]], None],
+                settle: Callable[[int, int], None] | None = None) -> RecoveryReport:
         """Settle jobs left ``running`` by a scheduler that is gone.
 
         Call only while holding the workspace's scheduler lock (so no other
         scheduler owns them).  ``process_alive(pid, started)`` must say whether
         that exact process (pid *and* start time: pids are reused) still runs;
         ``stop_processes`` ends orphaned trainers' process groups (all at
-        once) before their jobs are requeued.  Interrupted jobs are requeued without counting a
+        once) before their jobs are requeued; ``settle(job_id, attempt)`` then
+        records what each attempt reported (it may have succeeded).  Interrupted jobs are requeued without counting a
         failure and resume from their checkpoint.
         """
         report = RecoveryReport([], [], [], [])
@@ -394,6 +413,9 @@ class JobQueue:
         if orphans:
             stop_processes([row["pid"] for row in orphans])
             report.killed.extend(row["id"] for row in orphans)
+        if settle is not None:
+            for row in rows:
+                settle(row["id"], row["attempt"])
         t = now()
         with self.store.write() as conn:
             for row in rows:

@@ -1,11 +1,14 @@
 """GPU slots, and launching and supervising one trainer subprocess per slot.
 
 One scheduler per workspace (a lock file says which); it claims a job the
-moment a slot frees, starts ``python -m blueno.trainer JOB ATTEMPT`` in its own
-process group with ``CUDA_VISIBLE_DEVICES`` set to the slot's GPU, and waits
-on the processes themselves (pidfds), so there is no polling gap between one
-job ending and the next starting.  Whatever it learns goes to the database;
-the GUI and the ``--batch`` display read it from there.
+moment a slot frees, writes the attempt's job spec (:mod:`blueno.jobspec`),
+starts ``python -m blueno.trainer JOB ATTEMPT`` (or the grid's own command) in
+its own process group with ``CUDA_VISIBLE_DEVICES`` set to the slot's GPU, and
+waits on the processes themselves (pidfds), so there is no polling gap between
+one job ending and the next starting.  Trainers never open the database: the
+scheduler is the only writer of a job's progress, ingesting the events each
+attempt reports (:mod:`blueno.ingest`).  The GUI and the ``--batch`` display
+read it all from the database.  Process trees are handled in :mod:`blueno.processes`.
 """
 
 from __future__ import annotations
@@ -16,27 +19,36 @@ import json
 import os
 import selectors
 import shlex
-import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import psutil
 
-from blueno import BluenoError
-from blueno.queue import Job, JobQueue, JobState, RecoveryReport
+from blueno import BluenoError, __version__, ingest, jobspec
+from blueno.events import FileSource
+from blueno.processes import (  # noqa: F401  (process_alive, kill_trees: re-exported)
+    GRACE_S,
+    Launched,
+    become_subreaper,
+    kill_trees,
+    process_alive,
+    reap,
+)
+from blueno.queue import EXIT_OK, EXIT_PERMANENT, Job, JobQueue, JobState, RecoveryReport
 from blueno.store import Store, dumps, now
 from blueno.wakeup import WakeEndpoint
 from blueno.workspace import Workspace, parse_gpu_ids
 
-GRACE_S = 10.0  # SIGTERM → SIGKILL
 HEARTBEAT_S = 2.0
+INGEST_S = 0.25  # how often a running trainer's new events are written to the database
 TICK_S = 0.02  # how often the loop checks PRAGMA data_version for new jobs and cancel requests
 WOKEN_TICK_S = 0.1  # the same, when enqueuers can poke the wake-up FIFO (blueno.wakeup)
 TRAINER_ENV = "BLUENO_TRAINER"  # a command that replaces `python -m blueno.trainer`
@@ -207,139 +219,6 @@ def active_scheduler(workspace: Workspace, store: Store | None = None) -> Schedu
                          row["started"])
 
 
-# -- processes ------------------------------------------------------------------
-
-
-def process_alive(pid: int, started: float | None) -> bool:
-    """Is *this* process (pid and start time: pids are reused) still running?"""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or abs(proc.create_time() - started) < 0.05
-    except psutil.Error:
-        return False
-
-
-def kill_trees(pids: Sequence[int], grace: float = GRACE_S) -> None:
-    """Stop processes, their process groups and every descendant: SIGTERM, grace, SIGKILL.
-
-    All are signalled first and waited for together, so stopping many costs
-    one grace period, not one each.  Blocking; the scheduler's loop uses
-    :class:`Launched` to do the same without waiting.
-    """
-    members: dict[int, list[psutil.Process]] = {}
-    for pid in pids:
-        try:
-            members[pid] = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-        except psutil.Error:
-            members[pid] = []
-        _signal_group(pid, signal.SIGTERM, members[pid])
-    everyone = [proc for group in members.values() for proc in group]
-    if _wait_gone(everyone, grace):
-        return
-    for pid, group in members.items():
-        _signal_group(pid, signal.SIGKILL, group)
-    _wait_gone(everyone, 2.0)
-
-
-def _wait_gone(processes: Sequence[psutil.Process], timeout: float) -> bool:
-    """Wait until none of ``processes`` runs; a zombie counts as gone (whoever reaps it, it holds nothing)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = [p for p in processes if _running(p)]
-        if not alive:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-
-
-def _running(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def become_subreaper() -> bool:
-    """Adopt orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
-
-    A trainer's grandchildren whose parent died are re-parented to the
-    scheduler instead of init, so it can kill and reap them: nothing a job
-    started outlives it, not even as a zombie.
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        return False
-
-
-def reap(processes: set[int]) -> set[int]:
-    """Collect the exit status of those of ``processes`` that are our finished children; the rest remain."""
-    remaining = set()
-    for pid in processes:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:  # not (or no longer) our child: gone, or someone else's to reap
-            if psutil.pid_exists(pid) and process_alive(pid, None):
-                remaining.add(pid)
-            continue
-        if done == 0:
-            remaining.add(pid)
-    return remaining
-
-
-def _signal_group(pgid: int, sig: int, members: Sequence[psutil.Process]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-    for member in members:  # descendants that left the group (setsid) too
-        with contextlib.suppress(psutil.Error):
-            member.send_signal(sig)
-
-
-@dataclass
-class Launched:
-    """A trainer process the scheduler started and supervises."""
-
-    job: Job
-    slot: Slot
-    popen: subprocess.Popen[bytes]
-    log: IO[bytes]
-    pidfd: int | None
-    kill_at: float | None = None  # set once SIGTERM was sent
-    interrupted: bool = False  # stopped by the scheduler, not by the user or a crash
-    members: list[psutil.Process] = field(default_factory=list)
-
-    def terminate(self, grace: float, *, interrupted: bool) -> None:
-        """SIGTERM the group now; :meth:`escalate` sends SIGKILL after ``grace``."""
-        self.interrupted = self.interrupted or interrupted
-        if self.kill_at is not None:
-            return
-        try:
-            self.members = psutil.Process(self.popen.pid).children(recursive=True)
-        except psutil.Error:
-            self.members = []
-        _signal_group(self.popen.pid, signal.SIGTERM, self.members)
-        self.kill_at = time.monotonic() + grace
-
-    def escalate(self) -> None:
-        if self.kill_at is not None and time.monotonic() >= self.kill_at:
-            _signal_group(self.popen.pid, signal.SIGKILL, self.members)
-
-    def cleanup(self) -> set[int]:
-        """After the trainer exits: nothing it started may outlive it; returns the pids to reap."""
-        _signal_group(self.popen.pid, signal.SIGKILL, self.members)
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
-        self.log.close()
-        return {member.pid for member in self.members}
-
-
 def _log_tail(path: os.PathLike[str], limit: int = 300) -> str:
     """The last non-empty line of a log, shortened: a hint for the job's error."""
     try:
@@ -415,11 +294,18 @@ class Scheduler:
         self.host = socket.gethostname()
         self._lock = SchedulerLock(workspace)
         self._running: dict[str, Launched] = {}  # slot name → process
+        # slot name → a claimed job whose data is being prepared off the loop (datasets.prepare can take long)
+        self._preparing: dict[str, tuple[Job, Future[tuple[dict, list[str], Path]]]] = {}
+        self._prep_pool: ThreadPoolExecutor | None = None
+        self._prep_store: Store | None = None
         self._orphans: set[int] = set()  # descendants of ended trainers, killed, waiting to be reaped
         self._paused = threading.Event()
         self._stop = threading.Event()
         self._cancel_on_stop = False
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_lock = threading.Lock()
+        self._wake_r: int | None = None  # the wake-up pipe: open while run() runs, closed when it ends
+        self._wake_w: int | None = None
+        self._git_commit: str | None = None
         self._thread: threading.Thread | None = None
         self._scheduler_row: int | None = None
         self.error: BaseException | None = None
@@ -467,7 +353,8 @@ class Scheduler:
     @property
     def busy_slots(self) -> dict[str, int]:
         """Slot name → job id, for status displays."""
-        return {name: launched.job.id for name, launched in list(self._running.items())}
+        busy = {name: job.id for name, (job, _) in list(self._preparing.items())}
+        return busy | {name: launched.job.id for name, launched in list(self._running.items())}
 
     # -- the loop ---------------------------------------------------------------
 
@@ -476,9 +363,15 @@ class Scheduler:
         if not self._lock.held:
             self._acquire()
         store = self.workspace.open_store()
+        with self._wake_lock:
+            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             self._loop(store, JobQueue(store), until_empty)
         finally:
+            if self._prep_store is not None:
+                self._prep_store.close()
+                self._prep_store = None
+            self._close_wake()
             self._unregister(store)
             store.close()
             self._lock.release()
@@ -502,7 +395,8 @@ class Scheduler:
     def _loop(self, store: Store, queue: JobQueue, until_empty: bool) -> None:
         self._register(store)
         become_subreaper()
-        report = queue.recover(process_alive, lambda pids: kill_trees(pids, self.grace))
+        report = queue.recover(process_alive, lambda pids: kill_trees(pids, self.grace),
+                               settle=lambda job_id, attempt: settle_events(self.workspace, store, job_id, attempt))
         self._emit(Recovered(report))
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ)
@@ -520,7 +414,7 @@ class Scheduler:
                 if look and not self._paused.is_set():
                     self._fill_slots(queue, selector)
                     look = False
-                if until_empty and not self._running and not queue.has_runnable():
+                if until_empty and not self._running and not self._preparing and not queue.has_runnable():
                     break
                 for key, _ in selector.select(tick):
                     if key.fd == self._wake_r:
@@ -532,6 +426,7 @@ class Scheduler:
                         look = True
                 if self._reap(queue, selector):
                     look = True
+                self._launch_prepared(queue, selector)
                 version = store.data_version()  # a few microseconds: changes when another connection commits
                 if version != last_version:  # new jobs, or a cancel request, maybe
                     last_version = version
@@ -539,6 +434,7 @@ class Scheduler:
                     self._honour_cancels(queue)
                 for launched in self._running.values():
                     launched.escalate()
+                self._ingest_running(store)
                 if self._orphans:
                     self._orphans = reap(self._orphans)
                 if time.monotonic() >= next_heartbeat:
@@ -549,41 +445,81 @@ class Scheduler:
         finally:
             selector.close()
             endpoint.close()
+            if self._prep_pool is not None:
+                self._prep_pool.shutdown(wait=False, cancel_futures=True)
+                self._prep_pool = None
 
     def _fill_slots(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
-        if len(self._running) == len(self.slots) or not queue.has_runnable():
+        if len(self._running) + len(self._preparing) == len(self.slots) or not queue.has_runnable():
             return  # a cheap read; the write lock is taken only to claim
         for slot in self.slots:
-            if slot.name in self._running:
+            if slot.name in self._running or slot.name in self._preparing:
                 continue
             job = queue.claim(slot.name, slot.gpu, self.host, os.getpid())
             if job is None:
                 return
-            self._launch(queue, selector, job, slot)
+            self._prepare(job, slot)
 
-    def _launch(self, queue: JobQueue, selector: selectors.BaseSelector, job: Job, slot: Slot) -> None:
+    def _prepare(self, job: Job, slot: Slot) -> None:
+        """Build the attempt's spec (the data made ready: verified, pulled, derived) on a worker thread."""
+        if self._prep_pool is None:
+            self._prep_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blueno-prepare")
+        run_id = job.run_id if job.run_id is not None else job.id
+
+        def build() -> tuple[dict, list[str], Path]:
+            if self._prep_store is None:  # the worker's own connection, closed when run() ends
+                self._prep_store = self.workspace.open_store()
+            spec = jobspec.build(self.workspace, self._prep_store, job, run_id, slot,
+                                 ingest.resume_checkpoint(self._prep_store, job.id))
+            command, cwd = jobspec.command_line(spec, self.trainer_command, self.workspace)
+            from blueno.events import write_spec
+
+            write_spec(Path(spec["job_spec"]), spec)
+            Path(spec["events"]).touch()
+            return spec, command, cwd
+
+        future = self._prep_pool.submit(build)
+        self._preparing[slot.name] = (job, future)
+        future.add_done_callback(lambda _: self._wake())
+
+    def _launch_prepared(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
+        for name, (job, future) in list(self._preparing.items()):
+            if future.done():
+                del self._preparing[name]
+                self._launch(queue, selector, job, next(s for s in self.slots if s.name == name), future)
+
+    def _launch(self, queue: JobQueue, selector: selectors.BaseSelector, job: Job, slot: Slot,
+                prepared: Future[tuple[dict, list[str], Path]]) -> None:
         run_id = job.run_id if job.run_id is not None else job.id
         log_path = self.workspace.run_log(run_id)
         log = open(log_path, "ab")  # noqa: SIM115 - closed in Launched.cleanup
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         log.write(f"\n=== {stamp} job {job.id} attempt {job.attempt} on {slot.name} ===\n".encode())
         log.flush()
-        env = dict(os.environ)
-        # The trainer imports this very Blueno, installed or not (cwd is the workspace).
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
-        env.update(
-            BLUENO_HOME=str(self.workspace.root),
-            BLUENO_SLOT=slot.name,
-            CUDA_VISIBLE_DEVICES=slot.gpu if slot.gpu is not None else "",
-            PYTHONUNBUFFERED="1",
-        )
+        if queue.cancel_requested([job.id]):  # cancelled while its data was being prepared
+            log.close()
+            self._ended(queue, job, slot.name, 143)
+            return
+        try:
+            spec, command, cwd = prepared.result()
+        except BluenoError as exc:  # bad data or command: retrying would fail the same way
+            log.write(f"error: {exc}\n".encode())
+            log.close()
+            queue.record_error(job.id, job.attempt, str(exc))
+            self._ended(queue, job, slot.name, EXIT_PERMANENT)
+            return
+        except Exception as exc:  # e.g. a bucket out of reach while pulling the data: worth a retry
+            log.write(f"error: {exc!r}\n".encode())
+            log.close()
+            queue.on_exit(job.id, job.attempt, 1, detail=f"cannot prepare the job: {exc}")
+            return
+        env = jobspec.environment(dict(os.environ), spec, _PACKAGE_PARENT)
         if slot.gpu is None:  # share the CPU cores fairly between CPU slots
             env["BLUENO_CPU_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.slots)))
-        command = [*self.trainer_command, str(job.id), str(job.attempt)]
         try:
             popen = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.workspace.root, env=env, start_new_session=True,
+                cwd=cwd, env=env, start_new_session=True,
             )
         except OSError as exc:
             log.close()
@@ -598,13 +534,42 @@ class Scheduler:
             selector.register(pidfd, selectors.EVENT_READ)
         except (AttributeError, OSError):
             pidfd = None  # old kernel: the loop's tick still notices the exit
-        self._running[slot.name] = Launched(job, slot, popen, log, pidfd)
-        if pid_started is not None:
-            queue.mark_started(job.id, job.attempt, popen.pid, pid_started)
+        launched = Launched(job, slot, popen, log, pidfd, source=FileSource(spec["events"]),
+                            next_ingest=time.monotonic() + INGEST_S)
+        self._running[slot.name] = launched
+        if self._git_commit is None:
+            self._git_commit = self.workspace.git_commit() or ""
+        run = {"host": self.host, "gpu": slot.gpu, "blueno_version": __version__,
+               "git_commit": self._git_commit or None,
+               "log_path": str(log_path.relative_to(self.workspace.root))}
+        queue.mark_started(job.id, job.attempt, popen.pid, pid_started, run=run)
         self._emit(JobLaunched(job.id, job.run_id, slot.name, job.attempt))
 
+    def _ingest(self, store: Store, launched: Launched, settle: bool = False) -> None:
+        """Write what a trainer reported; a failure to record it stops the trainer (its events are kept)."""
+        if launched.failure is not None:
+            return
+        job = launched.job
+        run_id = job.run_id if job.run_id is not None else job.id
+        try:
+            read = ingest.settle if settle else ingest.ingest
+            outcome = read(store, launched.source, job.id, job.attempt, run_id)
+        except (sqlite3.Error, OSError) as exc:
+            launched.failure = f"its events could not be recorded: {exc}"
+            launched.terminate(self.grace, interrupted=False)
+            return
+        for problem in outcome.problems:
+            launched.log.write(f"=== blueno: ignored a line of the events file: {problem}\n".encode())
+
+    def _ingest_running(self, store: Store) -> None:
+        t = time.monotonic()
+        for launched in self._running.values():
+            if t >= launched.next_ingest and launched.source.size() > 0:
+                launched.next_ingest = t + INGEST_S
+                self._ingest(store, launched)
+
     def _reap(self, queue: JobQueue, selector: selectors.BaseSelector) -> int:
-        """Record every trainer that exited; how many."""
+        """Record every trainer that exited (what it reported, then how it ended); how many."""
         reaped = 0
         for name, launched in list(self._running.items()):
             returncode = launched.popen.poll()
@@ -613,20 +578,26 @@ class Scheduler:
             del self._running[name]
             if launched.pidfd is not None:
                 selector.unregister(launched.pidfd)
+            self._ingest(queue.store, launched, settle=True)
             self._orphans |= launched.cleanup()
-            run_id = launched.job.run_id if launched.job.run_id is not None else launched.job.id
-            detail = "" if returncode == 0 else _log_tail(self.workspace.run_log(run_id))
-            state = queue.on_exit(
-                launched.job.id, launched.job.attempt, returncode,
-                interrupted=launched.interrupted, detail=detail,
-            )
-            if state.is_terminated:
-                from blueno import notify  # posts from its own thread; a no-op when notifications are off
-
-                notify.on_job_finished(self.workspace, queue.store, launched.job.id)
-            self._emit(JobExited(launched.job.id, launched.job.run_id, name, state, returncode))
+            job = launched.job
+            run_id = job.run_id if job.run_id is not None else job.id
+            if returncode == EXIT_OK and launched.failure is None and job.config.get("command"):
+                # A command that never reported a result: its exit status is its verdict.
+                ingest.succeed_without_result(queue.store, job.id, job.attempt, run_id)
+            detail = launched.failure or ("" if returncode == 0 else _log_tail(self.workspace.run_log(run_id)))
+            self._ended(queue, job, name, returncode, interrupted=launched.interrupted, detail=detail)
             reaped += 1
         return reaped
+
+    def _ended(self, queue: JobQueue, job: Job, slot: str, returncode: int, *, interrupted: bool = False,
+               detail: str = "") -> None:
+        state = queue.on_exit(job.id, job.attempt, returncode, interrupted=interrupted, detail=detail)
+        if state.is_terminated:
+            from blueno import notify  # posts from its own thread; a no-op when notifications are off
+
+            notify.on_job_finished(self.workspace, queue.store, job.id)
+        self._emit(JobExited(job.id, job.run_id, slot, state, returncode))
 
     def _honour_cancels(self, queue: JobQueue) -> None:
         by_job = {launched.job.id: launched for launched in self._running.values()}
@@ -635,10 +606,15 @@ class Scheduler:
 
     def _shutdown(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
         """Stop every trainer: SIGTERM (they checkpoint), grace, SIGKILL; record each ending."""
+        preparing = [job for job, _ in self._preparing.values()]
+        if self._cancel_on_stop and (self._running or preparing):
+            queue.cancel([launched.job.id for launched in self._running.values()] + [job.id for job in preparing])
+        for name, (job, future) in list(self._preparing.items()):  # never started: requeued, or cancelled
+            future.cancel()
+            del self._preparing[name]
+            self._ended(queue, job, name, 143, interrupted=True)
         if not self._running:
             return
-        if self._cancel_on_stop:
-            queue.cancel([launched.job.id for launched in self._running.values()])
         for launched in self._running.values():
             launched.terminate(self.grace, interrupted=not self._cancel_on_stop)
         while self._running:
@@ -688,12 +664,28 @@ class Scheduler:
         self._scheduler_row = None
 
     def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"!")
+        with self._wake_lock, contextlib.suppress(BlockingIOError, OSError):
+            if self._wake_w is not None:
+                os.write(self._wake_w, b"!")
+
+    def _close_wake(self) -> None:
+        """Close the wake-up pipe (under the lock, so no late wake writes to a reused descriptor)."""
+        with self._wake_lock:
+            for fd in (self._wake_r, self._wake_w):
+                if fd is not None:
+                    os.close(fd)
+            self._wake_r = self._wake_w = None
 
     def _emit(self, event: SchedulerEvent) -> None:
         if self.on_event is not None:
             self.on_event(event)
+
+
+def settle_events(workspace: Workspace, store: Store, job_id: int, attempt: int) -> None:
+    """Ingest what an attempt reported before its job is requeued (recovery after a scheduler died)."""
+    row = store.query_one("SELECT id FROM runs WHERE job_id = ?", (job_id,))
+    run_id = row["id"] if row else job_id
+    ingest.settle(store, FileSource(jobspec.attempt_files(workspace, run_id, attempt)[1]), job_id, attempt, run_id)
 
 
 def recover_if_idle(workspace: Workspace, store: Store, grace: float = GRACE_S) -> RecoveryReport | None:
@@ -702,6 +694,7 @@ def recover_if_idle(workspace: Workspace, store: Store, grace: float = GRACE_S) 
     if not lock.try_acquire():
         return None
     try:
-        return JobQueue(store).recover(process_alive, lambda pids: kill_trees(pids, grace))
+        return JobQueue(store).recover(process_alive, lambda pids: kill_trees(pids, grace),
+                                       settle=lambda job_id, attempt: settle_events(workspace, store, job_id, attempt))
     finally:
         lock.release()

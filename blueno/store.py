@@ -192,6 +192,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0002_event_ingest",
+        """
+        -- How far the scheduler has ingested each attempt's events (docs/trainer-protocol.md):
+        -- written in the same transaction as what those events said, so ingesting is idempotent.
+        CREATE TABLE event_ingest (
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            attempt INTEGER NOT NULL,
+            position INTEGER NOT NULL,        -- where the source resumes (a byte offset for files)
+            seq INTEGER NOT NULL,             -- the last event sequence number ingested
+            checkpoint TEXT,                  -- the last checkpoint the attempt reported
+            problems INTEGER NOT NULL DEFAULT 0,  -- lines that were not valid events
+            PRIMARY KEY (job_id, attempt)
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

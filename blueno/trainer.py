@@ -1,28 +1,33 @@
 """What runs inside a training subprocess: ``python -m blueno.trainer JOB_ID ATTEMPT``.
 
-The scheduler starts one per slot (see ``docs/ARCHITECTURE.md``).  The trainer
-loads the job's dataset, builds the model from the zoo, trains it, and records
-everything in the workspace database.  Exit codes, which the scheduler acts on:
+The scheduler starts one per slot (see ``docs/ARCHITECTURE.md``) and hands it
+its job spec (``$BLUENO_JOB``: the config, the prepared dataset version, the run
+folder).  The trainer loads the data, builds the model from the zoo, trains it
+and *reports* what happens as events (``$BLUENO_EVENTS``, see
+``docs/trainer-protocol.md``); it never opens the workspace database: the
+scheduler ingests the events and is the only writer of the job's progress.
+Exit codes, which the scheduler acts on:
 
-* 0 — success: results, the outbox row and ``state='succeeded'`` were written
+* 0 — success: the ``result`` event (figures, evaluation, model path) is on
+  disk; the scheduler commits it with the outbox row and ``state='succeeded'``
   in one transaction guarded by the attempt;
-* 2 — permanent failure (bad configuration or data): ``jobs.error`` says what
-  and how to fix it; retrying would fail the same way;
-* 3 — stale attempt: the job is no longer this attempt's; nothing was written;
+* 2 — permanent failure (bad configuration or data): the ``error`` event says
+  what and how to fix it; retrying would fail the same way;
 * 143 — stopped by SIGTERM (cancel or shutdown); the last epoch checkpoint is
   kept and a retried attempt resumes from it;
 * anything else — a crash (traceback in the log); the scheduler may retry.
 
-Every epoch writes a checkpoint (model + a small JSON state) before it is
-reported, so the database never claims progress that cannot be resumed.
-TensorFlow is imported only once the job is known to be current and valid.
+Every epoch writes a checkpoint (model + a small JSON state) before its
+``epoch`` event is sent, so the database never claims progress that cannot be
+resumed.  TensorFlow is imported only once the job is known to be valid.
 
 At the end the best epoch's model is published as ``models/run-N/model.keras``,
 loaded back from that file and evaluated on the validation split
 (:mod:`blueno.evaluation`), so the reported figures are the saved file's.  The
 held-out test split is never looked at here: :func:`predict_run` evaluates it
 only when asked (``blueno runs test``).  The Keras-free bookkeeping (job row,
-split, checkpoint, epoch book) lives in :mod:`blueno.training_state`.
+split, checkpoint, epoch book) lives in :mod:`blueno.training_state`;
+:func:`predict_run` (``blueno runs test``) is not a trainer and reads the database.
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import sys
 import traceback
 from collections.abc import Sequence
@@ -40,11 +44,11 @@ from typing import Any
 
 import numpy as np
 
-from blueno import BluenoError, __version__, zoo
+from blueno import BluenoError, events, jobspec, zoo
 from blueno.evaluation import Prediction, evaluate, predictions_path
-from blueno.metrics import MetricsRecorder, binary_scores
-from blueno.queue import EXIT_OK, EXIT_PERMANENT, EXIT_STALE
-from blueno.store import Store, add_outbox, dumps, now
+from blueno.metrics import binary_scores
+from blueno.queue import EXIT_OK, EXIT_PERMANENT
+from blueno.store import Store, dumps, now
 from blueno.training_state import (  # noqa: F401  (re-exported: the trainer's public names)
     CHECKPOINT_DIR,
     DEFAULT_SPLIT,
@@ -55,13 +59,12 @@ from blueno.training_state import (  # noqa: F401  (re-exported: the trainer's p
     Data,
     EpochBook,
     Job,
-    StaleAttempt,
     TrainState,
+    data_from_version,
     format_logs,
+    job_from_spec,
     load_data,
-    read_job,
     split_indices,
-    update_job,
 )
 from blueno.workspace import Workspace
 
@@ -237,8 +240,8 @@ def build_model(spec: zoo.ModelSpec, data: Data, params: dict[str, Any]) -> Any:
 
 
 def fit(
-    workspace: Workspace, store: Store, job: Job, spec: zoo.ModelSpec, params: dict[str, Any], data: Data,
-    recorder: MetricsRecorder,
+    workspace: Workspace, job: Job, spec: zoo.ModelSpec, params: dict[str, Any], data: Data,
+    writer: events.EventWriter,
 ) -> tuple[TrainState, Checkpoints]:
     """Train from scratch or from the last checkpoint, up to ``epochs`` or an early stop."""
     try:
@@ -266,7 +269,7 @@ def fit(
         return state, checkpoints
     validation = stream(tf, data.x, data.y, data.validation, params["batch_size"]).prefetch(PREFETCH_BATCHES)
     x_val, y_val = validation.map(lambda batch, _: batch), data.y[data.validation]
-    book = EpochBook(store, job, recorder, checkpoints, state, params, len(data.train))
+    book = EpochBook(writer, checkpoints, state, params, len(data.train))
     model.fit(
         train_dataset(tf, data.x, data.y, data.train, params, _flip_axis(spec)),
         validation_data=validation,
@@ -347,24 +350,11 @@ def _relative(workspace: Workspace, path: Path) -> str:
     return str(path.relative_to(workspace.root))
 
 
-def _start_run(store: Store, workspace: Workspace, job: Job, params: dict[str, Any], data: Data) -> None:
-    gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or None
-    with store.write() as conn:
-        update_job(conn, job, "epochs = ?", (params["epochs"],))
-        conn.execute(
-            "UPDATE runs SET dataset = ?, params = ?, started = COALESCE(started, ?), host = ?, gpu = ?, "
-            "log_path = ?, blueno_version = ?, git_commit = ? WHERE id = ?",
-            (data.ref, dumps(params), now(), socket.gethostname(), gpu,
-             _relative(workspace, workspace.run_log(job.run_id)), __version__, workspace.git_commit(),
-             job.run_id),
-        )
-
-
 def _finish(
-    store: Store, workspace: Workspace, job: Job, params: dict[str, Any], data: Data, state: TrainState,
-    checkpoints: Checkpoints, recorder: MetricsRecorder,
+    workspace: Workspace, job: Job, params: dict[str, Any], data: Data, state: TrainState,
+    checkpoints: Checkpoints, writer: events.EventWriter,
 ) -> None:
-    """Publish the best model, evaluate it, then commit results, outbox and success together."""
+    """Publish the best model, evaluate it, then report the result (durable before the checkpoint goes)."""
     if state.best_file is None:
         raise BluenoError(
             f"no epoch produced a finite {params['monitor']}: training diverged (lower the learning_rate) "
@@ -374,24 +364,16 @@ def _finish(
     checkpoints.publish_best(state, model_path)
     prediction = predict_split(model_path, data, "validation", params["batch_size"])
     prediction.save(predictions_path(model_path.parent, "validation"))
-    t = now()
     evaluation = {
         "split": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)},
         "validation": {**evaluate(prediction), "model": _relative(workspace, model_path),
-                       "epoch": state.best_epoch, "evaluated": t},
+                       "epoch": state.best_epoch, "evaluated": now()},
     }
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop now would only lose finished work
-    with store.write() as conn:
-        update_job(conn, job, "state = 'succeeded', epoch = ?, error = NULL, ended = ?", (state.epoch, t))
-        conn.execute(
-            "UPDATE runs SET epochs_done = ?, best_epoch = ?, monitor = ?, final = ?, best = ?, "
-            "evaluation = ?, model_path = ?, ended = ? WHERE id = ?",
-            (state.epoch, state.best_epoch, params["monitor"], dumps(state.last_logs), dumps(state.best_logs),
-             dumps(evaluation), _relative(workspace, model_path), t, job.run_id),
-        )
-        recorder.flush()
-        add_outbox(conn, "run", job.run_id)
-    checkpoints.remove()
+    writer.emit("result", epochs_done=state.epoch, best_epoch=state.best_epoch, monitor=params["monitor"],
+                final=state.last_logs, best=state.best_logs, evaluation=evaluation,
+                model_path=_relative(workspace, model_path))
+    checkpoints.remove()  # the result is on disk: the scheduler commits it even if it is restarting now
     figures = {k: evaluation["validation"].get(k) for k in ("accuracy", "loss", "auc", "kappa")}
     print(
         f"done: best {params['monitor']} {state.best:.4g} at epoch {state.best_epoch} of {state.epoch}; "
@@ -400,14 +382,17 @@ def _finish(
     )
 
 
-def train(workspace: Workspace, store: Store, job: Job, recorder: MetricsRecorder) -> None:
-    """Everything between a valid claim and a recorded result."""
+def train(workspace: Workspace, spec_: dict[str, Any], writer: events.EventWriter) -> None:
+    """Everything between a valid job spec and a reported result."""
+    job = job_from_spec(spec_)
     config = job.config
     zoo.load(workspace)
     spec = zoo.get(config["model"])
     params = zoo.resolve_params(spec, config.get("params") or {})
-    data = load_data(workspace, store, config)
-    _start_run(store, workspace, job, params, data)
+    if spec_.get("dataset_error") or not spec_.get("dataset"):
+        raise BluenoError(spec_.get("dataset_error") or f"job {job.id} names no dataset: zoo models train on one")
+    data = data_from_version(workspace, jobspec.version_from_spec(spec_["dataset"]), config)
+    writer.emit("start", params=params, dataset=data.ref, epochs=params["epochs"])
     check_config(spec, params, data)
     print(
         f"job {job.id} attempt {job.attempt}: run {job.run_id}, model {spec.name} on {data.ref} "
@@ -415,40 +400,39 @@ def train(workspace: Workspace, store: Store, job: Job, recorder: MetricsRecorde
         f"{len(data.validation)} validation, {len(data.test)} test)\nparams {dumps(params)}",
         flush=True,
     )
-    state, checkpoints = fit(workspace, store, job, spec, params, data, recorder)
-    _finish(store, workspace, job, params, data, state, checkpoints, recorder)
-    _upload_model(workspace, store, job.run_id)
+    state, checkpoints = fit(workspace, job, spec, params, data, writer)
+    _finish(workspace, job, params, data, state, checkpoints, writer)
+    _upload_model(workspace, job.run_id, writer)
 
 
-def _upload_model(workspace: Workspace, store: Store, run_id: int) -> None:
+def _upload_model(workspace: Workspace, run_id: int, writer: events.EventWriter) -> None:
     """Copy the saved model to Cloud Storage when a bucket is configured; the run has succeeded either way."""
     if not workspace.settings().get("gcs", {}).get("bucket"):
         return
     from blueno.datasets import remote
 
     try:
-        url = remote.upload_run_model(workspace, store, run_id)
-    except BluenoError as exc:  # the result is committed: say why the copy is missing, don't fail the run
+        uploaded = remote.upload_model_file(workspace, run_id)
+    except BluenoError as exc:  # the result is reported: say why the copy is missing, don't fail the run
         print(f"model not uploaded to Cloud Storage: {exc}", flush=True)
-    else:
+        return
+    if uploaded is not None:
+        url, crc = uploaded
+        writer.emit("model", path=_relative(workspace, workspace.run_dir(run_id) / MODEL_FILE), url=url, crc32c=crc)
         print(f"model uploaded, checksum verified: {url}", flush=True)
 
 
-def _record_error(store: Store, job_id: int, attempt: int, message: str) -> int:
-    """Write a permanent failure's reason for this attempt; EXIT_STALE when the job moved on."""
+def _report_error(writer: events.EventWriter, message: str) -> int:
+    """Report a permanent failure's reason; the scheduler records it for this attempt."""
     print(f"error: {message}", flush=True)
-    with store.write() as conn:
-        written = conn.execute(
-            "UPDATE jobs SET error = ? WHERE id = ? AND attempt = ? AND state = 'running'",
-            (message, job_id, attempt),
-        ).rowcount
-    return EXIT_PERMANENT if written else EXIT_STALE
+    writer.emit("error", message=message)
+    return EXIT_PERMANENT
 
 
-def _flush_quietly(recorder: MetricsRecorder) -> None:
-    """Keep the points measured before a failure, if the database takes them; never mask the failure."""
+def _flush_quietly(writer: events.EventWriter) -> None:
+    """Send the points measured before a failure if the disk takes them; never mask the failure."""
     try:
-        recorder.flush()
+        writer.flush()
     except Exception:  # e.g. the disk that just failed the training is still full
         pass
 
@@ -457,31 +441,20 @@ def _raise_stopped(signum: int, frame: object) -> None:
     raise Stopped
 
 
-def run_job(workspace: Workspace, store: Store, job_id: int, attempt: int) -> int:
-    """Train one claimed job attempt; return the exit code the scheduler acts on."""
-    try:
-        job = read_job(store, job_id, attempt)
-    except BluenoError as exc:
-        return _record_error(store, job_id, attempt, str(exc))
-    if job is None:
-        print(f"job {job_id} attempt {attempt} is not running under this attempt: nothing to do", flush=True)
-        return EXIT_STALE
+def run_job(workspace: Workspace, spec: dict[str, Any], writer: events.EventWriter) -> int:
+    """Train one attempt described by its job spec; return the exit code the scheduler acts on."""
     previous_handler = signal.signal(signal.SIGTERM, _raise_stopped)
-    recorder = MetricsRecorder(store, job.run_id)
     try:
-        train(workspace, store, job, recorder)
-    except StaleAttempt:
-        print(f"job {job_id} was reclaimed or ended while attempt {attempt} ran: stopping", flush=True)
-        return EXIT_STALE
+        train(workspace, spec, writer)
     except Stopped:
-        _flush_quietly(recorder)
+        _flush_quietly(writer)
         print("stopped by SIGTERM; the last epoch checkpoint is kept for a resume", flush=True)
         return EXIT_STOPPED
     except BluenoError as exc:
-        _flush_quietly(recorder)
-        return _record_error(store, job.id, job.attempt, str(exc))
+        _flush_quietly(writer)
+        return _report_error(writer, str(exc))
     except Exception:
-        _flush_quietly(recorder)
+        _flush_quietly(writer)
         traceback.print_exc()  # its last line becomes the job's error (the scheduler reads the log's tail)
         return EXIT_CRASH
     finally:
@@ -491,15 +464,25 @@ def run_job(workspace: Workspace, store: Store, job_id: int, attempt: int) -> in
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m blueno.trainer", description="Train one claimed job (started by the scheduler)."
+        prog="python -m blueno.trainer",
+        description="Train one claimed job attempt (started by the scheduler, which sets $BLUENO_JOB and "
+                    "$BLUENO_EVENTS).",
     )
     parser.add_argument("job_id", type=int)
     parser.add_argument("attempt", type=int)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info and warning lines
-    workspace = Workspace.locate()
-    with workspace.open_store() as store:
-        return run_job(workspace, store, args.job_id, args.attempt)
+    spec = events.read_spec()
+    if (spec["job_id"], spec["attempt"]) != (args.job_id, args.attempt):
+        print(f"the job spec is for job {spec['job_id']} attempt {spec['attempt']}, not "
+              f"{args.job_id} attempt {args.attempt}", file=sys.stderr)
+        return EXIT_PERMANENT
+    writer = events.writer_from_env()
+    try:
+        return run_job(Workspace.locate(spec.get("workspace")), spec, writer)
+    finally:
+        _flush_quietly(writer)
+        writer.sink.close()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""The Keras-free half of a training: the job row, the data split, the checkpoint and the epoch book.
+"""The Keras-free half of a training: the job, the data split, the checkpoint and the epoch book.
 
 Everything here is plain Python and numpy, so it can be used (and tested) without
 TensorFlow: :mod:`blueno.trainer` drives it from Keras callbacks, and
 :mod:`blueno.runs` uses :func:`load_data` to rebuild a finished run's splits.
+The epoch book reports through :mod:`blueno.events`; it never opens the database.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from blueno import BluenoError
-from blueno.metrics import MetricsRecorder
+from blueno.events import EventWriter
 from blueno.store import Store
 from blueno.workspace import Workspace
 
@@ -29,12 +30,6 @@ STATE_FILE = "state.json"
 MODEL_FILE = "model.keras"
 DEFAULT_SPLIT = {"validation": 0.2, "test": 0.0, "seed": 0}
 LR_FACTOR = 0.5  # reduce-on-plateau multiplies the learning rate by this
-
-
-class StaleAttempt(Exception):
-    """The job was reclaimed by another attempt (or ended) while this one ran."""
-
-
 
 
 # -- the job -----------------------------------------------------------------
@@ -48,32 +43,9 @@ class Job:
     config: dict[str, Any]
 
 
-def read_job(store: Store, job_id: int, attempt: int) -> Job | None:
-    """The job if this attempt still owns it (running, same attempt), else None."""
-    row = store.query_one(
-        "SELECT jobs.state, jobs.attempt, jobs.config, runs.id AS run_id FROM jobs "
-        "LEFT JOIN runs ON runs.job_id = jobs.id WHERE jobs.id = ?",
-        (job_id,),
-    )
-    if row is None or row["state"] != "running" or row["attempt"] != attempt:
-        return None
-    if row["run_id"] is None:
-        raise BluenoError(f"job {job_id} has no row in runs; it was not enqueued through the queue")
-    return Job(job_id, attempt, row["run_id"], json.loads(row["config"]))
-
-
-def update_job(conn: Any, job: Job, assignments: str, values: tuple[Any, ...]) -> None:
-    """Update this attempt's job row inside a write transaction.
-
-    Raises StaleAttempt, which rolls the whole transaction back, when the job
-    is no longer running under this attempt: a late write changes nothing.
-    """
-    cursor = conn.execute(
-        f"UPDATE jobs SET {assignments} WHERE id = ? AND attempt = ? AND state = 'running'",
-        (*values, job.id, job.attempt),
-    )
-    if cursor.rowcount == 0:
-        raise StaleAttempt
+def job_from_spec(spec: dict[str, Any]) -> Job:
+    """The job an attempt's spec describes (``blueno.jobspec``)."""
+    return Job(int(spec["job_id"]), int(spec["attempt"]), int(spec["run_id"]), dict(spec["config"]))
 
 
 # -- data --------------------------------------------------------------------
@@ -146,6 +118,13 @@ def load_data(workspace: Workspace, store: Store, config: dict[str, Any]) -> Dat
     from blueno import datasets
 
     version = datasets.prepare(workspace, store, config["dataset"], config.get("preprocessing") or [])
+    return data_from_version(workspace, version, config)
+
+
+def data_from_version(workspace: Workspace, version: Any, config: dict[str, Any]) -> Data:
+    """A prepared dataset version's arrays, split as the job configures (no database needed)."""
+    from blueno import datasets
+
     x, y, ids, class_names = datasets.load_arrays(workspace, version)
     split = {**DEFAULT_SPLIT, **(config.get("split") or {})}
     validation, test = float(split["validation"]), float(split["test"])
@@ -263,15 +242,15 @@ def format_logs(logs: dict[str, float | None]) -> str:
 class EpochBook:
     """The per-batch and per-epoch bookkeeping of one training, free of Keras.
 
-    Records metrics, keeps the best epoch, decides early stopping and
-    learning-rate cuts, writes the checkpoint and the job's progress.
+    Reports metrics, keeps the best epoch, decides early stopping and
+    learning-rate cuts, writes the checkpoint, then reports the epoch done.
     """
 
     def __init__(
-        self, store: Store, job: Job, recorder: MetricsRecorder, checkpoints: Checkpoints,
+        self, events: EventWriter, checkpoints: Checkpoints,
         state: TrainState, params: dict[str, Any], n_train: int,
     ) -> None:
-        self.store, self.job, self.recorder, self.checkpoints = store, job, recorder, checkpoints
+        self.events, self.checkpoints = events, checkpoints
         self.state, self.params, self.n_train = state, params, n_train
         self.batch_size = params["batch_size"]
         self.steps_per_epoch = math.ceil(n_train / self.batch_size)
@@ -288,7 +267,7 @@ class EpochBook:
         size = seen - batch * self.batch_size
         total = running_loss * seen
         step = self._epoch * self.steps_per_epoch + batch + 1
-        self.recorder.log("batch_loss", step, (total - self._epoch_loss_total) / size)
+        self.events.metric("batch_loss", step, (total - self._epoch_loss_total) / size)
         self._epoch_loss_total = total
 
     def epoch_end(self, epoch: int, logs: dict[str, float], model: Any) -> bool:
@@ -314,12 +293,8 @@ class EpochBook:
             state.plateau = 0
             model.optimizer.learning_rate = state.lr
         self.checkpoints.save(model, state, improved)
-        for key, val in logs.items():
-            self.recorder.log(key, state.epoch, math.nan if val is None else val)
-        with self.store.write() as conn:
-            update_job(conn, self.job, "epoch = ?", (state.epoch,))
-            conn.execute("UPDATE runs SET epochs_done = ? WHERE id = ?", (state.epoch, self.job.run_id))
-            self.recorder.flush()
+        # Only now, with the checkpoint on disk: the epoch's logs become points at step = epoch.
+        self.events.emit("epoch", epoch=state.epoch, logs=logs, checkpoint=str(self.checkpoints.state_path))
         notes = [f"{time.monotonic() - self._epoch_started:.1f}s"]
         if improved:
             notes.append("best")

@@ -1,12 +1,14 @@
-"""A trainer stand-in: a real subprocess that speaks the trainer's contract, fast.
+"""A trainer stand-in: a real subprocess that speaks the trainer protocol, fast.
 
-``python tests/standin_trainer.py JOB ATTEMPT`` reads its job like the real
-trainer, "trains" for ``params.duration`` seconds in ``params.steps`` steps,
-checkpoints after each step (a retried attempt resumes from there), appends
-``job,attempt,start,end`` to the ledger named by ``$BLUENO_LEDGER`` when it
-completes, and marks the job succeeded guarded by its attempt.  Knobs in the
-job's params: ``exit_code`` (crash with it), ``ignore_sigterm``,
-``grandchildren`` (spawn that many sleeping grandchildren, one in its own session).
+``python tests/standin_trainer.py JOB ATTEMPT`` reads its job spec (``$BLUENO_JOB``)
+like the real trainer, "trains" for ``params.duration`` seconds in ``params.steps``
+steps, checkpoints after each step and reports it (``epoch`` event; a retried
+attempt resumes from there), reports its ``result``, then appends
+``job,attempt,start,end`` to the ledger named by ``$BLUENO_LEDGER``.  It never
+opens the database: it reports through :mod:`blueno.client`, as a user's script
+would.  Knobs in the job's params: ``exit_code`` (crash with it),
+``ignore_sigterm``, ``grandchildren`` (spawn that many sleeping grandchildren,
+one in its own session).
 """
 
 from __future__ import annotations
@@ -21,22 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from blueno.queue import EXIT_STALE, finish_success  # noqa: E402
-from blueno.store import Store, add_outbox, dumps, now  # noqa: E402
-
-
-class StaleAttempt(Exception):
-    """This attempt was abandoned; roll back what it wrote."""
+from blueno import client  # noqa: E402
+from blueno.queue import EXIT_STALE  # noqa: E402
 
 
 def main(job_id: int, attempt: int) -> int:
-    home = Path(os.environ["BLUENO_HOME"])
-    store = Store(home / "blueno.db", migrate=False)
-    job = store.query_one("SELECT config, attempt, state FROM jobs WHERE id = ?", (job_id,))
-    if job is None or job["attempt"] != attempt or job["state"] != "running":
+    spec = client.job()
+    if (spec.get("job_id"), spec.get("attempt")) != (job_id, attempt):
         return EXIT_STALE
-    params = json.loads(job["config"])["params"]
-    run_id = store.query_one("SELECT id FROM runs WHERE job_id = ?", (job_id,))["id"]
+    params = spec["config"]["params"]
     if params.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
@@ -44,32 +39,23 @@ def main(job_id: int, attempt: int) -> int:
     for i in range(int(params.get("grandchildren", 0))):
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
                          start_new_session=(i == 0))
-    checkpoint = home / "models" / f"run-{run_id}" / "standin.json"
+    checkpoint = Path(spec["run_dir"]) / "standin.json"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     done = json.loads(checkpoint.read_text())["step"] if checkpoint.exists() else 0
     steps = int(params.get("steps", 1))
-    start = now()
-    with store.write() as conn:
-        conn.execute("UPDATE runs SET started = COALESCE(started, ?) WHERE id = ?", (start, run_id))
+    start = time.time()
     for step in range(done, steps):
         time.sleep(float(params.get("duration", 0.0)) / steps)
+        client.log_metrics({"loss": 1.0 / (step + 1)}, step=step + 1)
         tmp = checkpoint.with_suffix(".tmp")
         tmp.write_text(json.dumps({"step": step + 1}))
         os.replace(tmp, checkpoint)
+        client.epoch_done(step + 1, {"val_loss": 1.0 / (step + 2)}, checkpoint=str(checkpoint))
     if params.get("exit_code"):
         return int(params["exit_code"])
-    end = now()
-    try:
-        with store.write() as conn:
-            if not finish_success(conn, job_id, attempt):
-                raise StaleAttempt
-            conn.execute(
-                "UPDATE runs SET ended = ?, epochs_done = ?, final = ? WHERE id = ?",
-                (end, steps, dumps({"resumed_from": done}), run_id),
-            )
-            add_outbox(conn, "run", run_id)
-    except StaleAttempt:
-        return EXIT_STALE
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop now would only lose the finished work
+    client.result(final={"resumed_from": done}, epochs_done=steps)
+    end = time.time()
     ledger = os.environ.get("BLUENO_LEDGER")
     if ledger:
         with open(ledger, "a") as handle:  # append-only: one line per completion

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 from standin_model import STANDIN_COMMAND, standin_grid
 from waiting import wait_until
 
+import blueno
 from blueno import BluenoError
 from blueno.queue import JobQueue, JobState
 from blueno.scheduler import Scheduler, Slot, active_scheduler, detect_slots
@@ -89,8 +94,8 @@ def test_that_a_killed_trainer_is_requeued_and_resumes_from_its_checkpoint(works
     scheduler = make_scheduler(workspace, heartbeat=0.5)
     scheduler.start()
     try:
-        job = wait_for(lambda: (j := queue.get(job_id)).pid and j.epoch == 0 and
-                       (workspace.models_dir / f"run-{j.run_id}" / "standin.json").exists() and j)
+        # killed after its first checkpoint was reported (the scheduler recorded epoch 1), before the end
+        job = wait_for(lambda: (j := queue.get(job_id)).pid and 1 <= j.epoch < 8 and j, interval=0.01)
         os.kill(job.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         wait_for(lambda: queue.get(job_id).attempt == 2)
@@ -157,3 +162,51 @@ def test_that_settings_choose_the_slots_unless_the_command_line_does(workspace, 
     assert [s.name for s in configured_slots(workspace, slots=1)] == ["cpu0"]
     workspace.save_settings({"scheduler": {"gpus": "1,2"}})
     assert [s.name for s in configured_slots(workspace)] == ["gpu1", "gpu2"]
+
+
+def test_that_starting_and_stopping_a_scheduler_leaks_no_file_descriptor(workspace) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def cycle() -> None:
+        scheduler = make_scheduler(workspace)
+        scheduler.start()
+        wait_for(lambda: scheduler.state == "running", interval=0.01)
+        scheduler.stop()
+        scheduler.join(10)
+        assert scheduler.state == "stopped"
+
+    cycle()  # the first start opens what stays open for good (imports, caches)
+    before = open_fds()
+    for _ in range(5):  # as the GUI's Start and Stop buttons do
+        cycle()
+    assert open_fds() == before
+
+
+def test_that_trainers_get_their_job_spec_events_file_gpu_order_and_the_inherited_pythonpath(
+    workspace, queue: JobQueue, monkeypatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), "/inherited"])))
+    (job_id,) = queue.submit(standin_grid(1)).added
+    dump = workspace.root / "env.json"
+    probe = ("import json, os; from blueno import client; "
+             f"json.dump(dict(os.environ), open({str(dump)!r}, 'w')); client.result()")
+    Scheduler(workspace, [Slot("cpu0", None)], trainer_command=[sys.executable, "-c", probe]).run(until_empty=True)
+
+    env = json.loads(dump.read_text())
+    job = queue.get(job_id)
+    assert job.state == JobState.SUCCEEDED
+    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID" and env["CUDA_VISIBLE_DEVICES"] == ""
+    assert env["BLUENO_JOB"].endswith(f"run-{job.run_id}.attempt-1.job.json")
+    assert env["BLUENO_EVENTS"].endswith(f"run-{job.run_id}.attempt-1.events.jsonl")
+    parts = env["PYTHONPATH"].split(os.pathsep)
+    assert parts[0] == str(Path(blueno.__file__).resolve().parent.parent) and parts[-1] == "/inherited"
+
+
+def test_that_the_client_imports_nothing_but_the_standard_library() -> None:
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys; from blueno import client; client.log_metrics({'a': 1}, step=1); "
+         "print(sorted(m for m in ('numpy', 'sqlite3', 'tensorflow', 'psutil') if m in sys.modules))"],
+        capture_output=True, text=True, env={**os.environ, "BLUENO_EVENTS": ""}, check=True,
+    )
+    assert loaded.stdout.strip() == "[]"

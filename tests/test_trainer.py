@@ -16,8 +16,10 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
-from blueno import datasets, metrics, trainer
+from blueno import datasets, events, ingest, jobspec, metrics, trainer
 from blueno.datasets.importing import import_path
+from blueno.queue import JobQueue
+from blueno.scheduler import Slot
 from blueno.store import Store, dumps, now
 from blueno.workspace import Workspace
 
@@ -73,18 +75,35 @@ def threes_and_eights(workspace: Workspace, store: Store) -> str:
                          (data.target[keep] == 8).astype("int64"))
 
 
-def trainer_env(workspace: Workspace) -> dict[str, str]:
-    return {**os.environ, "BLUENO_HOME": str(workspace.root), "PYTHONPATH": str(REPO),
-            "CUDA_VISIBLE_DEVICES": "", "BLUENO_CPU_THREADS": "1"}
+def prepare(workspace: Workspace, store: Store, job: int, attempt: int) -> dict[str, Any]:
+    """Write the attempt's job spec exactly as the scheduler does; returns it."""
+    claimed = JobQueue(store).get(job)
+    spec = jobspec.build(workspace, store, claimed, claimed.run_id, Slot("cpu0", None),
+                         ingest.resume_checkpoint(store, job))
+    events.write_spec(Path(spec["job_spec"]), spec)
+    return spec
 
 
-def start_trainer(workspace: Workspace, job: int, attempt: int) -> subprocess.Popen:
-    """``python -m blueno.trainer`` exactly as the scheduler starts it."""
+def trainer_env(workspace: Workspace, spec: dict[str, Any]) -> dict[str, str]:
+    env = jobspec.environment(dict(os.environ), spec, str(REPO))
+    return {**env, "BLUENO_CPU_THREADS": "1"}
+
+
+def start_trainer(workspace: Workspace, store: Store, job: int, attempt: int) -> subprocess.Popen:
+    """``python -m blueno.trainer`` exactly as the scheduler starts it (its job spec written first)."""
+    spec = prepare(workspace, store, job, attempt)
     return subprocess.Popen(
         [sys.executable, "-m", "blueno.trainer", str(job), str(attempt)], cwd=workspace.root,
-        env=trainer_env(workspace), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=trainer_env(workspace, spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
+
+
+def record(workspace: Workspace, store: Store, job: int, attempt: int) -> ingest.Ingested:
+    """What the scheduler does with an attempt's events: ingest them, guarded by the attempt."""
+    run = JobQueue(store).get(job).run_id
+    source = events.FileSource(jobspec.attempt_files(workspace, run, attempt)[1])
+    return ingest.settle(store, source, job, attempt, run)
 
 
 def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
@@ -120,7 +139,8 @@ def test_that_a_binary_job_trains_and_reports_exactly_the_saved_model(
                         hidden_units=8, learning_rate=0.003)
     job, run = add_job(store, config)
 
-    code, out = finish(start_trainer(workspace, job, 1))
+    code, out = finish(start_trainer(workspace, store, job, 1))
+    record(workspace, store, job, 1)
 
     assert code == trainer.EXIT_OK, out
     epoch_lines = [line.split()[1] for line in out.splitlines() if line.startswith("epoch ")]
@@ -160,13 +180,14 @@ def test_that_a_stopped_job_resumes_from_its_last_epoch(
 ) -> None:
     epochs = 40  # enough that SIGTERM lands mid-training even when epochs take a few milliseconds
     job, run = add_job(store, job_config("mlp", digits, epochs=epochs, batch_size=16, hidden_units=16))
-    process = start_trainer(workspace, job, 1)
+    process = start_trainer(workspace, store, job, 1)
     deadline = time.monotonic() + 90
-    while store.query_one("SELECT epoch FROM jobs")["epoch"] < 2:
+    while record(workspace, store, job, 1) and store.query_one("SELECT epoch FROM jobs")["epoch"] < 2:
         assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
         time.sleep(0.02)
     process.send_signal(signal.SIGTERM)
     code, out = finish(process)
+    record(workspace, store, job, 1)
 
     assert code == trainer.EXIT_STOPPED, out
     stopped_at = json.loads((workspace.run_dir(run) / "checkpoint" / "state.json").read_text())["epoch"]
@@ -175,7 +196,8 @@ def test_that_a_stopped_job_resumes_from_its_last_epoch(
 
     with store.write() as conn:  # the scheduler requeues and claims it again
         conn.execute("UPDATE jobs SET attempt = 2")
-    code, out = finish(start_trainer(workspace, job, 2))
+    code, out = finish(start_trainer(workspace, store, job, 2))
+    record(workspace, store, job, 2)
 
     assert code == trainer.EXIT_OK, out
     assert f"resuming after epoch {stopped_at}" in out
@@ -188,28 +210,14 @@ def test_that_a_stopped_job_resumes_from_its_last_epoch(
 # -- exit codes, in process ---------------------------------------------------
 
 
-def run_in_process(workspace: Workspace, job: int, attempt: int, monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setenv("BLUENO_HOME", str(workspace.root))
-    return trainer.main([str(job), str(attempt)])
-
-
-def test_that_a_stale_attempt_exits_3_and_writes_nothing(
-    workspace: Workspace, store: Store, digits: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    job, run = add_job(store, job_config("mlp", digits), attempt=2)
-    before = database_state(store)
-
-    assert run_in_process(workspace, job, 1, monkeypatch) == trainer.EXIT_STALE
-
-    assert database_state(store) == before
-    assert not workspace.run_dir(run).exists()
-
-
-def test_that_a_job_no_longer_running_is_stale(
-    workspace: Workspace, store: Store, digits: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    job, _ = add_job(store, job_config("mlp", digits), state="cancelled")
-    assert run_in_process(workspace, job, 1, monkeypatch) == trainer.EXIT_STALE
+def run_in_process(workspace: Workspace, store: Store, job: int, attempt: int,
+                   monkeypatch: pytest.MonkeyPatch) -> int:
+    spec = prepare(workspace, store, job, attempt)
+    for key, value in trainer_env(workspace, spec).items():
+        monkeypatch.setenv(key, value)
+    code = trainer.main([str(job), str(attempt)])
+    record(workspace, store, job, attempt)
+    return code
 
 
 def test_that_an_image_model_on_flat_vectors_fails_permanently_with_the_fix(
@@ -219,7 +227,7 @@ def test_that_an_image_model_on_flat_vectors_fails_permanently_with_the_fix(
                          np.arange(40) % 2)
     job, _ = add_job(store, job_config("cnn2d", flat))
 
-    assert run_in_process(workspace, job, 1, monkeypatch) == trainer.EXIT_PERMANENT
+    assert run_in_process(workspace, store, job, 1, monkeypatch) == trainer.EXIT_PERMANENT
 
     error = store.query_one("SELECT error FROM jobs")["error"]
     assert "'cnn2d'" in error and "(64,)" in error and flat in error and "'mlp'" in error
@@ -235,7 +243,7 @@ def test_that_bad_parameters_fail_permanently(
     message: str,
 ) -> None:
     job, _ = add_job(store, job_config("mlp", digits, **params))
-    assert run_in_process(workspace, job, 1, monkeypatch) == trainer.EXIT_PERMANENT
+    assert run_in_process(workspace, store, job, 1, monkeypatch) == trainer.EXIT_PERMANENT
     assert message in store.query_one("SELECT error FROM jobs")["error"]
 
 
@@ -295,12 +303,13 @@ def test_that_the_epoch_book_cuts_the_lr_on_plateaus_and_stops_early(
     workspace: Workspace, store: Store
 ) -> None:
     job_id, run = add_job(store, job_config("mlp", "none@0"))
-    job = trainer.Job(job_id, 1, run, {})
     params = {"monitor": "val_loss", "epochs": 10, "early_stopping": 3, "reduce_lr_patience": 2,
               "batch_size": 32}
     checkpoints = trainer.Checkpoints(workspace.run_dir(run))
     state = trainer.TrainState(lr=0.1)
-    book = trainer.EpochBook(store, job, metrics.MetricsRecorder(store, run), checkpoints, state, params, 70)
+    path = workspace.logs_dir / "book.events.jsonl"
+    writer = events.EventWriter(events.FileSink(path))
+    book = trainer.EpochBook(writer, checkpoints, state, params, 70)
     model = FakeModel()
 
     book.epoch_begin(0)
@@ -310,6 +319,8 @@ def test_that_the_epoch_book_cuts_the_lr_on_plateaus_and_stops_early(
     for epoch, val_loss in enumerate([1.0, 0.8, 0.9, 0.85, 0.81]):
         book.epoch_begin(epoch)
         stops.append(book.epoch_end(epoch, {"loss": 1.0, "val_loss": val_loss}, model))
+    writer.close()
+    ingest.settle(store, events.FileSource(path), job_id, 1, run)
 
     assert metrics.history(store, run, "batch_loss")[1] == pytest.approx([1.0, 2.0, 3.0])
     assert stops == [False, False, False, False, True]
@@ -321,21 +332,7 @@ def test_that_the_epoch_book_cuts_the_lr_on_plateaus_and_stops_early(
     assert sorted(p.name for p in checkpoints.folder.iterdir()) == [
         "epoch-00002.keras", "epoch-00005.keras", "state.json"]
     assert store.query_one("SELECT epoch FROM jobs")["epoch"] == 5
-
-
-def test_that_the_epoch_book_stops_when_the_attempt_goes_stale(workspace: Workspace, store: Store) -> None:
-    job_id, run = add_job(store, job_config("mlp", "none@0"))
-    params = {"monitor": "val_accuracy", "epochs": 5, "early_stopping": 0, "reduce_lr_patience": 0,
-              "batch_size": 8}
-    book = trainer.EpochBook(
-        store, trainer.Job(job_id, 1, run, {}), metrics.MetricsRecorder(store, run),
-        trainer.Checkpoints(workspace.run_dir(run)), trainer.TrainState(lr=0.1), params, 8,
-    )
-    with store.write() as conn:
-        conn.execute("UPDATE jobs SET attempt = 2")
-    with pytest.raises(trainer.StaleAttempt):
-        book.epoch_end(0, {"loss": 1.0, "val_accuracy": 0.5}, FakeModel())
-    assert store.query_one("SELECT epoch FROM jobs")["epoch"] == 0
+    assert ingest.resume_checkpoint(store, job_id) == str(checkpoints.state_path)
 
 
 # -- blueno runs ----------------------------------------------------------------

@@ -1,11 +1,8 @@
-"""Real, tiny trainings for the evaluation tests: grids queued through JobQueue, trainers as subprocesses."""
+"""Real, tiny trainings for the evaluation tests: grids queued through JobQueue, run by the real scheduler."""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ from blueno import datasets
 from blueno.datasets.importing import import_path
 from blueno.grid import parse_grid
 from blueno.queue import JobQueue
+from blueno.scheduler import Scheduler, Slot
 from blueno.store import Store
 from blueno.workspace import Workspace
 
@@ -38,29 +36,24 @@ def submit(workspace: Workspace, store: Store, text: str) -> int:
     return result.experiment_id
 
 
-def trainer_env(workspace: Workspace) -> dict[str, str]:
-    return {**os.environ, "BLUENO_HOME": str(workspace.root), "PYTHONPATH": str(REPO),
-            "CUDA_VISIBLE_DEVICES": "", "BLUENO_CPU_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
 def train_queued(workspace: Workspace, store: Store, timeout: float = 240) -> dict[int, str]:
-    """Claim every queued job and run ``python -m blueno.trainer`` for each, all at once, as the scheduler would.
+    """Run every queued job through the real scheduler (two CPU slots, real trainer subprocesses).
 
-    Returns each job's final state; a trainer that fails makes the queue record it.
+    Returns each job's final state; a job that did not succeed fails the test with its error.
     """
     queue = JobQueue(store)
-    started = []
-    while (job := queue.claim("cpu", None, socket.gethostname(), os.getpid())) is not None:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "blueno.trainer", str(job.id), str(job.attempt)], cwd=workspace.root,
-            env=trainer_env(workspace), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-        )
-        started.append((job, process))
+    queued = [job.id for job in queue.jobs("queued")]
+    saved = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    try:
+        Scheduler(workspace, [Slot("cpu0", None), Slot("cpu1", None)]).run(until_empty=True)
+    finally:
+        if saved is None:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        else:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = saved
     states = {}
-    for job, process in started:
-        out, _ = process.communicate(timeout=timeout)
-        state = queue.on_exit(job.id, job.attempt, process.returncode)
-        assert process.returncode == 0, out
-        states[job.id] = str(state)
+    for job in queue.jobs(ids=queued):
+        assert job.state == "succeeded", f"job {job.id} {job.state}: {job.error}"
+        states[job.id] = str(job.state)
     return states

@@ -546,6 +546,19 @@ def upload_run_model(workspace: Workspace, store: Store, run_id: int) -> str | N
 
     Returns None (doing nothing) when settings.toml has no ``[gcs] bucket``.
     """
+    uploaded = upload_model_file(workspace, run_id)
+    if uploaded is None:
+        return None
+    with store.write() as conn:
+        conn.execute("UPDATE runs SET model_url = ? WHERE id = ?", (uploaded[0], run_id))
+    return uploaded[0]
+
+
+def upload_model_file(workspace: Workspace, run_id: int) -> tuple[str, str] | None:
+    """Upload a run's model file, checksum-verified, without touching the database: (gs:// URL, crc32c).
+
+    A trainer calls this and reports the URL as an event; None when no bucket is configured.
+    """
     base = workspace.settings().get("gcs", {}).get("bucket")
     if not base:
         return None
@@ -565,9 +578,7 @@ def upload_run_model(workspace: Workspace, store: Store, run_id: int) -> str | N
             blob.upload_from_filename(str(path), checksum="crc32c", if_generation_match=generation, **_call())
             if blob.crc32c != crc:
                 raise BluenoError(f"{url}: the uploaded crc32c {blob.crc32c} does not match the file's {crc}")
-    with store.write() as conn:
-        conn.execute("UPDATE runs SET model_url = ? WHERE id = ?", (url, run_id))
-    return url
+    return url, crc
 
 
 def pull_run_model(workspace: Workspace, store: Store, run_id: int, *, task: Task | None = None) -> Path:

@@ -3,9 +3,11 @@
 The model case prefers a real full filesystem: a 1 MiB tmpfs mounted over the workspace's
 ``models/`` (needs root, as in the CI container) filled to the last byte; without the right to
 mount, the real trainer runs with ``ENOSPC`` injected at its Keras save call (``faulty_trainer.py``).
-The metrics case fills the disk for the trainer alone: its SQLite connections may not grow the
-database file by a single page, so the metric write fails with SQLite's own ``SQLITE_FULL`` while the
-scheduler can still record the failure.  Both use the real trainer, the real scheduler and a real grid.
+The metrics case fills the disk for the writer of the metrics, which is the scheduler (trainers only
+report events, see docs/trainer-protocol.md): the scheduler's SQLite connection may not grow the
+database file by a single page, so ingesting the trainer's metric points fails with SQLite's own
+``SQLITE_FULL``, while updates in place (the job's failure) still fit.  Both use the real trainer,
+the real scheduler and a real grid.
 """
 
 from __future__ import annotations
@@ -47,6 +49,31 @@ def submit(workspace: Workspace, store: Store, text: str) -> int:
     resolve = lambda ref: datasets.resolve(store, workspace, ref).ref  # noqa: E731
     (job_id,) = JobQueue(store).submit(parse_grid(text, source="<disk-full>"), resolve=resolve).added
     return job_id
+
+
+@contextlib.contextmanager
+def database_growth_limited(extra_pages: int) -> Iterator[None]:
+    """SQLite connections opened inside may grow the database by at most ``extra_pages`` pages.
+
+    ``PRAGMA max_page_count`` makes SQLite fail a write that needs more with ``SQLITE_FULL``,
+    "database or disk is full", exactly as it does on a full disk.  Connections opened before
+    (the test's own) are not limited.
+    """
+    original = Store.connection
+
+    def connection(self: Store):
+        fresh = getattr(self._local, "conn", None) is None
+        conn = original(self)
+        if fresh:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {pages + extra_pages}")
+        return conn
+
+    Store.connection = connection  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Store.connection = original  # type: ignore[method-assign]
 
 
 def run_queue(workspace: Workspace, trainer: list[str] | None = None, env: dict[str, str] | None = None) -> None:
@@ -147,7 +174,8 @@ def test_that_a_full_disk_while_writing_metrics_fails_the_job_clearly_and_the_ne
 ) -> None:
     workspace = digits_workspace
     failing = submit(workspace, store, grid_text(16, batch_size=8))  # 180 batch_loss points per epoch
-    run_queue(workspace, FAULTY_TRAINER, {"BLUENO_FAULT_DB_PAGES": "0"})
+    with database_growth_limited(0):  # the scheduler writes the trainer's metrics
+        run_queue(workspace)
     queue = JobQueue(store)
     job = queue.get(failing)
     points = store.query_one("SELECT count(*) FROM metrics WHERE run_id = ?", (job.run_id,))[0]
@@ -156,7 +184,7 @@ def test_that_a_full_disk_while_writing_metrics_fails_the_job_clearly_and_the_ne
     run_queue(workspace)
     after = queue.get(following)
     after_points = store.query_one("SELECT count(*) FROM metrics WHERE run_id = ?", (after.run_id,))[0]
-    print(f"\nCASE 10 (metrics): SQLITE_FULL for the trainer's database writes: the job {job.state}: "
+    print(f"\nCASE 10 (metrics): SQLITE_FULL when the scheduler writes the trainer's metrics: the job {job.state}: "
           f"{job.error!r}; {points} points of it stored; database problems: {len(problems)}; the next job "
           f"{after.state} with {after_points} points")
     assert job.state == JobState.FAILED and "database or disk is full" in job.error
