@@ -145,7 +145,7 @@ def test_that_a_model_that_cannot_take_the_data_is_refused_in_the_form(qtbot, bu
     assert builder.model_boxes["cnn3d"].styleSheet() == ""
     path = tmp_path / "cnn3d.toml"  # the CLI path refuses the same grid with the same check
     path.write_text('dataset = "digits"\n[models.cnn3d]\n')
-    from blueno.cli.batch_cmd import submit_grid
+    from blueno.actions import submit_grid
     from blueno.grid import GridError
 
     with pytest.raises(GridError, match="cnn3d cannot take this data"):
