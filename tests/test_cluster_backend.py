@@ -1,0 +1,110 @@
+"""The Ray backend on a real two-node cluster inside this machine (loopback only).
+
+These drive :class:`blueno.cluster.backend.RayBackend` directly, as the
+scheduler does: launch, poll until the end, terminate.  The whole grid through
+the scheduler is ``tests/test_cluster_acceptance.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("ray", reason="the Ray backend is the optional extra [ray] (make test installs it)")
+
+from blueno.cluster.backend import TRANSFER_RECORD, RayBackend  # noqa: E402
+from blueno.cluster.transfer import crc32c  # noqa: E402
+from blueno.workspace import Workspace  # noqa: E402
+from tests.cluster_helpers import local_cluster, non_loopback_sockets, tagged_processes  # noqa: E402
+
+STANDIN = str(Path(__file__).resolve().parent / "protocol_standin.py")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with local_cluster(nodes=2, gpus=2) as running:
+        yield running
+
+
+def _spec(workspace: Workspace, job_id: int, attempt: int, params: dict) -> dict:
+    stem = workspace.logs_dir / f"run-{job_id}.attempt-{attempt}"
+    return {
+        "job_id": job_id, "attempt": attempt, "run_id": job_id, "config": {"model": "standin", "params": params},
+        "seed": None, "workspace": str(workspace.root), "run_dir": str(workspace.run_dir(job_id)),
+        "log_path": str(workspace.run_log(job_id)), "events": str(stem) + ".events.jsonl",
+        "job_spec": str(stem) + ".job.json", "dataset": None, "resume_from": None, "slot": "ray0", "gpu": None,
+    }
+
+
+def _launch(backend: RayBackend, workspace: Workspace, job_id: int, attempt: int, params: dict):
+    job = SimpleNamespace(id=job_id, attempt=attempt)
+    spec = _spec(workspace, job_id, attempt, params)
+    log = open(workspace.run_log(job_id), "ab")  # noqa: SIM115 - closed by cleanup()
+    return backend.launch(job, SimpleNamespace(name="ray0", gpu=None), spec, [sys.executable, STANDIN], None, log,
+                          env={}, grace=2.0), spec
+
+
+def _wait(launched, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        returncode = launched.poll()
+        if returncode is not None:
+            launched.cleanup()
+            return returncode
+        time.sleep(0.02)
+    raise AssertionError("the remote attempt did not end in time")
+
+
+def _events(spec: dict) -> list[dict]:
+    return [json.loads(line) for line in Path(spec["events"]).read_text().splitlines()]
+
+
+def test_that_no_ray_process_listens_or_connects_beyond_loopback(cluster, tmp_path):
+    backend = RayBackend(Workspace(tmp_path).ensure(), cluster.address).connect()
+    assert backend.capacity() == 4  # 2 nodes x 2 fake GPUs; the head takes no work
+    launched, _ = _launch(backend, Workspace(tmp_path), 1, 1, {"steps": 1})
+    assert _wait(launched) == 0
+    assert non_loopback_sockets() == []
+
+
+def test_that_a_remote_attempt_streams_its_events_files_and_log_to_the_head(cluster, tmp_path):
+    workspace = Workspace(tmp_path).ensure()
+    backend = RayBackend(workspace, cluster.address).connect()
+    launched, spec = _launch(backend, workspace, 7, 1, {"steps": 3, "duration": 0.3})
+    assert _wait(launched) == 0
+    events = _events(spec)
+    assert [e["type"] for e in events] == ["start", "metrics", "epoch", "metrics", "epoch", "metrics", "epoch",
+                                           "result"]
+    # Paths a trainer reports name the head's copy, which is there and intact.
+    checkpoint = events[2]["checkpoint"]
+    assert checkpoint.startswith(str(workspace.root))
+    model = workspace.root / events[-1]["model_path"]
+    record = json.loads((workspace.run_dir(7) / TRANSFER_RECORD).read_text())
+    assert record["model.bin"]["crc32c"] == crc32c(model.read_bytes())
+    assert launched.started["node"] and launched.started["gpu"] in ("0", "1")
+    assert "trainer started on" in workspace.run_log(7).read_text()
+    assert tagged_processes("7.") == []
+
+
+def test_that_a_cancelled_remote_trainer_stops_within_a_second(cluster, tmp_path):
+    workspace = Workspace(tmp_path).ensure()
+    backend = RayBackend(workspace, cluster.address).connect()
+    launched, _ = _launch(backend, workspace, 9, 1, {"steps": 100, "duration": 100})
+    deadline = time.monotonic() + 60
+    while launched.started is None and time.monotonic() < deadline:
+        assert launched.poll() is None
+        time.sleep(0.02)
+    assert tagged_processes("9.")
+    asked = time.monotonic()
+    launched.terminate(2.0, interrupted=False)
+    returncode = _wait(launched, 10)
+    while tagged_processes("9.") and time.monotonic() - asked < 5:
+        time.sleep(0.02)
+    stopped = time.monotonic() - asked
+    assert returncode == 143 and not launched.interrupted
+    assert tagged_processes("9.") == [] and stopped < 1.0, f"stopped after {stopped:.2f} s"
