@@ -17,10 +17,11 @@ import pytest
 
 pytest.importorskip("ray", reason="the Ray backend is the optional extra [ray] (make test installs it)")
 
+from cluster_helpers import local_cluster, non_loopback_sockets, tagged_processes  # noqa: E402
+
 from blueno.cluster.backend import TRANSFER_RECORD, RayBackend  # noqa: E402
 from blueno.cluster.transfer import crc32c  # noqa: E402
 from blueno.workspace import Workspace  # noqa: E402
-from tests.cluster_helpers import local_cluster, non_loopback_sockets, tagged_processes  # noqa: E402
 
 STANDIN = str(Path(__file__).resolve().parent / "protocol_standin.py")
 
