@@ -319,7 +319,8 @@ class JobQueue:
                 (message, job_id, attempt),
             ).rowcount == 1
 
-    def mark_placed(self, job_id: int, attempt: int, slot: str, host: str, gpu: str | None) -> bool:
+    def mark_placed(self, job_id: int, attempt: int, slot: str, host: str, gpu: str | None,
+                    run: dict[str, Any] | None = None) -> bool:
         """A cluster node started this attempt's trainer: record where (the job and its run name the node)."""
         with self.store.write() as conn:
             cursor = conn.execute(
@@ -328,7 +329,13 @@ class JobQueue:
             )
             if cursor.rowcount != 1:
                 return False
-            conn.execute("UPDATE runs SET host = ?, gpu = ? WHERE job_id = ?", (host, gpu, job_id))
+            run = run or {}
+            conn.execute(
+                "UPDATE runs SET started = COALESCE(started, ?), host = ?, gpu = ?, "
+                "blueno_version = COALESCE(?, blueno_version), git_commit = COALESCE(?, git_commit), "
+                "log_path = COALESCE(?, log_path) WHERE job_id = ?",
+                (now(), host, gpu, run.get("blueno_version"), run.get("git_commit"), run.get("log_path"), job_id),
+            )
             return True
 
     def heartbeat(self, job_ids: Iterable[int]) -> None:

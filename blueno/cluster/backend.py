@@ -28,6 +28,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -224,8 +225,15 @@ class RayBackend:
         return blobs
 
     def launch(self, job: Any, slot: Any, spec: dict[str, Any], argv: list[str], cwd: Path | None,
-               log: IO[bytes], env: dict[str, str] | None = None, grace: float = 10.0) -> RayLaunched:
-        """Submit one attempt as a Ray task; returns at once (the job is *placing* until it starts)."""
+               log: IO[bytes], env: dict[str, str] | None = None, grace: float = 10.0, *,
+               queue: Any = None, run: dict[str, Any] | None = None,
+               on_placed: Callable[[str], None] | None = None) -> RayLaunched:
+        """Submit one attempt as a Ray task; returns at once (the job is *placing* until it starts).
+
+        Once a node has started the trainer, ``queue.mark_placed`` records the
+        node on the job and its run (with the ``run`` columns), then
+        ``on_placed(slot label)`` is called.
+        """
         run_dir = Path(spec["run_dir"])
         run_dir.mkdir(parents=True, exist_ok=True)
         run_rel = run_dir.relative_to(self.workspace.root).as_posix()
@@ -247,7 +255,19 @@ class RayBackend:
         events_path.parent.mkdir(parents=True, exist_ok=True)
         return RayLaunched(job=job, slot=slot, log=log, gen=gen, backend=self, run_dir=run_dir,
                            events_fd=os.open(events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                                             0o644))
+                                             0o644),
+                           queue=queue, run=run or {}, on_placed=on_placed)
+
+    def record(self, store: Any, running: Iterable[Any]) -> None:
+        """Save the cluster as the app shows it: each node, its GPUs and the jobs running there."""
+        from blueno.cluster import save_nodes
+
+        by_node: dict[str, list[int]] = {}
+        for launched in running:
+            started = getattr(launched, "started", None)
+            if started:
+                by_node.setdefault(started.get("node_id", ""), []).append(launched.job.id)
+        save_nodes(store, self.refresh(), by_node)
 
     def node_lost(self, node_id: str) -> None:
         if node_id:
@@ -275,7 +295,9 @@ class RayLaunched:
     started: dict[str, Any] | None = None
     returncode: int | None = None
     members: list[Any] = field(default_factory=list)
-    on_started: Any = None  # called once with the started item (the scheduler records the node)
+    queue: Any = None  # blueno.queue.JobQueue: where the node is recorded once the trainer runs
+    run: dict[str, Any] = field(default_factory=dict)
+    on_placed: Callable[[str], None] | None = None
     _last_item: float = field(default_factory=time.monotonic)
     _forced: bool = False
 
@@ -327,8 +349,7 @@ class RayLaunched:
             self.started = item["started"]
             self._note(f"trainer started on {self.started['node']}, GPU {self.started.get('gpu') or '-'}, "
                        f"pid {self.started['pid']}")
-            if self.on_started is not None:
-                self.on_started(self, self.started)
+            self._placed(self.started)
         if item.get("files") or item.get("removed"):
             written = node_side.apply_files(self.run_dir, item)
             if written:
@@ -343,6 +364,14 @@ class RayLaunched:
         if item.get("log"):
             self.log.write(item["log"])
             self.log.flush()
+
+    def _placed(self, info: dict[str, Any]) -> None:
+        gpu = info.get("gpu")
+        where = f"{info.get('node_id', '')[:8]}/{'gpu' + gpu if gpu else 'cpu'}"
+        if self.queue is not None:
+            self.queue.mark_placed(self.job.id, self.job.attempt, where, info["node"], gpu, run=self.run)
+        if self.on_placed is not None:
+            self.on_placed(where)
 
     def _record(self, written: list[tuple[str, str]]) -> None:
         """Keep, on the head, which files came from which node with which crc32c (verified on arrival)."""
