@@ -109,3 +109,21 @@ def test_that_a_cancelled_remote_trainer_stops_within_a_second(cluster, tmp_path
     stopped = time.monotonic() - asked
     assert returncode == 143 and not launched.interrupted
     assert tagged_processes("9.") == [] and stopped < 1.0, f"stopped after {stopped:.2f} s"
+
+
+def test_that_a_node_with_other_versions_is_refused_with_its_name_and_gets_no_work(cluster, tmp_path) -> None:
+    from blueno.cluster.node import version_mismatch
+
+    problem = version_mismatch({"python": "3.11.7", "ray": "2.60.0", "blueno": "0.2.0"},
+                               {"python": "3.11.2", "ray": "2.60.0", "blueno": "0.1.0"}, "box2 (node 3fa2b1c0)")
+    assert problem.startswith("the node box2 (node 3fa2b1c0) runs blueno 0.1.0 (the head has 0.2.0)")
+    assert "python" not in problem  # the same major.minor
+    workspace = Workspace(tmp_path).ensure()
+    backend = RayBackend(workspace, cluster.address).connect()
+    refused = cluster.nodes[0].node_id
+    backend.refused[refused] = problem  # as the version check would record it
+    assert backend.capacity() == 2
+    launched = [_launch(backend, workspace, 20 + i, 1, {"steps": 1})[0] for i in range(3)]
+    for one in launched:
+        assert _wait(one) == 0
+        assert not one.started["node_id"].startswith(refused[:8])

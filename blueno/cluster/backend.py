@@ -250,6 +250,8 @@ class RayBackend:
         }
         resources = {"num_gpus": self.gpus_per_job, "num_cpus": 0} if self.gpu_mode else \
             {"num_gpus": 0, "num_cpus": self.cpus_per_job}
+        if self.refused:  # nodes with other versions get no work
+            resources["label_selector"] = {"ray.io/node-id": f"!in({','.join(sorted(self.refused))})"}
         gen = self._task.options(**resources, name=f"blueno-job-{job.id}-attempt-{job.attempt}").remote(order)
         events_path = Path(spec["events"])
         events_path.parent.mkdir(parents=True, exist_ok=True)
