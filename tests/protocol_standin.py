@@ -5,7 +5,8 @@ Run by a scheduler with ``$BLUENO_JOB`` (its job spec) and ``$BLUENO_EVENTS``
 ``params.duration / steps`` seconds, writes a checkpoint after each one and
 only then reports the epoch naming it, resumes from that checkpoint, writes
 ``model.bin`` into its run folder and reports the result.  Knobs in params:
-``exit_code`` (crash with it after the steps), ``ignore_sigterm``.
+``exit_code`` (crash with it after the steps), ``ignore_sigterm``.  A completion
+appends ``job,attempt,resumed_from,start,end`` to ``$BLUENO_LEDGER``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main() -> int:
     done = json.loads(checkpoint.read_text())["step"] if checkpoint.exists() else 0
     steps = int(params.get("steps", 1))
     seq = [0]
+    began = time.time()
     with open(os.environ["BLUENO_EVENTS"], "a") as events:
         emit(events, seq, "start", params=params, epochs=steps)
         for step in range(done, steps):
@@ -60,7 +62,7 @@ def main() -> int:
     ledger = os.environ.get("BLUENO_LEDGER")
     if ledger:
         with open(ledger, "a") as handle:
-            handle.write(f"{spec['job_id']},{spec['attempt']},{done}\n")
+            handle.write(f"{spec['job_id']},{spec['attempt']},{done},{began},{time.time()}\n")
     return 0
 
 

@@ -125,7 +125,22 @@ class RayBackend:
         alive = [n for n in self._nodes if n.alive]
         if alive and all(n.node_id in self.refused for n in alive if n.slots):
             raise BluenoError("no node of the cluster can take work: " + "; ".join(self.refused.values()))
+        self._warm_up()
         return self
+
+    def _resources(self) -> dict[str, Any]:
+        resources: dict[str, Any] = {"num_gpus": self.gpus_per_job, "num_cpus": 0} if self.gpu_mode else \
+            {"num_gpus": 0, "num_cpus": self.cpus_per_job}
+        if self.refused:  # nodes with other versions get no work
+            resources["label_selector"] = {"ray.io/node-id": f"!in({','.join(sorted(self.refused))})"}
+        return resources
+
+    def _warm_up(self) -> None:
+        """Start a Ray worker for every slot now (a second or so each), not when the grid's first jobs wait."""
+        warm = self._ray.remote(max_retries=0)(node_side.warm_up)
+        refs = [warm.options(**self._resources()).remote() for _ in range(self.capacity())]
+        with contextlib.suppress(Exception):  # a slow warm-up only costs the first jobs their start-up
+            self._ray.get(refs, timeout=120)
 
     def close(self) -> None:
         if self._ray is not None and self._ray.is_initialized():
@@ -248,11 +263,7 @@ class RayBackend:
             "dataset": self._dataset(spec), "versions": self.versions, "head_python": sys.executable,
             "grace": grace,
         }
-        resources = {"num_gpus": self.gpus_per_job, "num_cpus": 0} if self.gpu_mode else \
-            {"num_gpus": 0, "num_cpus": self.cpus_per_job}
-        if self.refused:  # nodes with other versions get no work
-            resources["label_selector"] = {"ray.io/node-id": f"!in({','.join(sorted(self.refused))})"}
-        gen = self._task.options(**resources, name=f"blueno-job-{job.id}-attempt-{job.attempt}").remote(order)
+        gen = self._task.options(**self._resources(), name=f"blueno-job-{job.id}-attempt-{job.attempt}").remote(order)
         events_path = Path(spec["events"])
         events_path.parent.mkdir(parents=True, exist_ok=True)
         return RayLaunched(job=job, slot=slot, log=log, gen=gen, backend=self, run_dir=run_dir,

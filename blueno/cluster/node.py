@@ -69,6 +69,12 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "ray": ray.__version__, "blueno": __version__}
 
 
+def warm_up(seconds: float = 0.3) -> str:
+    """A task that only holds its slot a moment: run one per slot at connect so every worker is started."""
+    time.sleep(seconds)
+    return socket.gethostname()
+
+
 def version_mismatch(head: dict[str, str], node: dict[str, str], where: str) -> str | None:
     """A message naming what differs (Python by major.minor), or None."""
     differ = []
@@ -282,13 +288,26 @@ def _supervise(proc: subprocess.Popen[bytes], order: dict[str, Any], where: str,
     assert proc.stdout is not None
     out_fd = proc.stdout.fileno()
     os.set_blocking(out_fd, False)
+    try:
+        exit_fd: int | None = os.pidfd_open(proc.pid)  # readable the moment the trainer exits
+    except (AttributeError, OSError):
+        exit_fd = None  # an old kernel: the tick notices
+    try:
+        yield from _loop(proc, order, where, node_id, mirror, tail, out_fd, exit_fd)
+    finally:
+        if exit_fd is not None:
+            os.close(exit_fd)
+
+
+def _loop(proc: subprocess.Popen[bytes], order: dict[str, Any], where: str, node_id: str, mirror: FolderMirror,
+          tail: _EventTail, out_fd: int, exit_fd: int | None) -> Iterator[dict[str, Any]]:
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or None
     yield {"started": {"node": where, "host": socket.gethostname(), "gpu": gpu, "pid": proc.pid,
                        "node_id": node_id}}
     last = time.monotonic()
     while True:
         with contextlib.suppress(InterruptedError):
-            select.select([out_fd], [], [], TICK_S)
+            select.select([out_fd] + ([exit_fd] if exit_fd is not None else []), [], [], TICK_S)
         returncode = proc.poll()
         item: dict[str, Any] = {}
         log = _read_available(out_fd)
