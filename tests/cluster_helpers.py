@@ -71,6 +71,14 @@ class LocalCluster:
         self.nodes.append(node)
         return node
 
+    def freeze(self, node: object, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) a node's raylet and everything under it: a box that hangs, not one that dies."""
+        raylet = node.all_processes["raylet"][0].process  # type: ignore[attr-defined]
+        members = [psutil.Process(raylet.pid), *psutil.Process(raylet.pid).children(recursive=True)]
+        for member in members:
+            with contextlib.suppress(psutil.Error):
+                member.suspend() if frozen else member.resume()
+
     def remove_node(self, node: object) -> None:
         self.cluster.remove_node(node, allow_graceful=False)
         self.nodes.remove(node)

@@ -127,3 +127,32 @@ def test_that_a_node_with_other_versions_is_refused_with_its_name_and_gets_no_wo
     for one in launched:
         assert _wait(one) == 0
         assert not one.started["node_id"].startswith(refused[:8])
+
+
+def test_that_a_silent_node_is_treated_as_lost_after_the_heartbeat_limit(cluster, tmp_path) -> None:
+    workspace = Workspace(tmp_path).ensure()
+    backend = RayBackend(workspace, cluster.address, heartbeat_limit=3.0).connect()
+    quiet = cluster.add_node(gpus=1)
+    backend.refresh(force=True)
+    backend.refused.update({n.node_id: "kept free for this test" for n in cluster.nodes if n is not quiet})
+    launched, _ = _launch(backend, workspace, 30, 1, {"steps": 100, "duration": 100})
+    deadline = time.monotonic() + 60
+    while launched.started is None and time.monotonic() < deadline:
+        assert launched.poll() is None
+        time.sleep(0.02)
+    assert launched.started["node_id"] == quiet.node_id
+    cluster.freeze(quiet)
+    try:
+        frozen = time.monotonic()
+        assert _wait(launched, 30) == -1 and launched.interrupted  # lost: requeued, not counted
+        noticed = time.monotonic() - frozen
+        assert noticed < 6.0, f"noticed after {noticed:.1f} s"  # silence counts from its last message
+        assert quiet.node_id in backend.lost and backend.capacity() == 0  # the others are refused here
+        assert "silent for more than 3 s" in workspace.run_log(30).read_text()
+    finally:
+        cluster.freeze(quiet, frozen=False)
+        cluster.remove_node(quiet)
+    deadline = time.monotonic() + 10
+    while tagged_processes("30.") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tagged_processes("30.") == []
