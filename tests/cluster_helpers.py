@@ -53,20 +53,22 @@ class LocalCluster:
     def address(self) -> str:
         return self.cluster.address
 
-    def add_node(self, gpus: int = 2, cpus: int = 1) -> object:
-        """A worker node with ``gpus`` fake GPUs and its own node folder."""
+    def add_node(self, gpus: int = 2, cpus: int = 1, env: dict[str, str] | None = None) -> object:
+        """A worker node with ``gpus`` fake GPUs, its own node folder and ``env`` for its processes."""
         self.count += 1
         node_dir = self.root / f"node{self.count}"
         node_dir.mkdir()
-        saved = os.environ.get(NODE_DIR_ENV)
-        os.environ[NODE_DIR_ENV] = str(node_dir)  # the node's processes inherit it
+        extra = {NODE_DIR_ENV: str(node_dir), **(env or {})}
+        saved = {key: os.environ.get(key) for key in extra}
+        os.environ.update(extra)  # the node's processes inherit the environment it starts with
         try:
             node = self.cluster.add_node(num_cpus=cpus, num_gpus=gpus, node_ip_address="127.0.0.1")
         finally:
-            if saved is None:
-                os.environ.pop(NODE_DIR_ENV, None)
-            else:
-                os.environ[NODE_DIR_ENV] = saved
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         node.blueno_dir = node_dir  # type: ignore[attr-defined]
         self.nodes.append(node)
         return node

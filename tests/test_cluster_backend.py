@@ -18,7 +18,10 @@ import pytest
 pytest.importorskip("ray", reason="the Ray backend is the optional extra [ray] (make test installs it)")
 
 from cluster_helpers import local_cluster, non_loopback_sockets, tagged_processes  # noqa: E402
+from gcs_emulator import gcs_bucket_fixture, gcs_emulator_fixture  # noqa: E402,F401  (fixtures)
+from training_helpers import threes_and_eights  # noqa: E402
 
+from blueno import datasets  # noqa: E402
 from blueno.cluster.backend import TRANSFER_RECORD, RayBackend  # noqa: E402
 from blueno.cluster.transfer import crc32c  # noqa: E402
 from blueno.workspace import Workspace  # noqa: E402
@@ -156,3 +159,59 @@ def test_that_a_silent_node_is_treated_as_lost_after_the_heartbeat_limit(cluster
     while tagged_processes("30.") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert tagged_processes("30.") == []
+
+
+def _dataset_spec(version) -> dict:
+    return {"name": version.name, "version": version.version, "manifest_hash": version.manifest_hash,
+            "manifest": version.manifest, "path": str(version.path), "remote_url": version.remote_url}
+
+
+def _cached(node, version) -> dict[str, str]:
+    folder = node.blueno_dir / "datasets" / version.manifest_hash
+    assert (folder / ".verified").exists()
+    return {f["path"]: crc32c((folder / f["path"]).read_bytes()) for f in version.files}
+
+
+def test_that_a_dataset_reaches_a_node_once_from_the_head_verified_into_its_cache(cluster, tmp_path) -> None:
+    workspace = Workspace(tmp_path).ensure()
+    with workspace.open_store() as store:
+        version = datasets.resolve(store, workspace, threes_and_eights(workspace, store))
+    backend = RayBackend(workspace, cluster.address).connect()
+    for job_id in (40, 41, 42, 43, 44):
+        launched, spec = _launch_with(backend, workspace, job_id, {"steps": 1}, dataset=_dataset_spec(version))
+        assert _wait(launched) == 0
+    assert len(backend._datasets) == 1  # put in the object store once
+    used = {n for n in cluster.nodes if (n.blueno_dir / "datasets").exists()}
+    assert used
+    for node in used:
+        assert _cached(node, version) == {f["path"]: f["crc32c"] for f in version.files}
+
+
+def test_that_a_pushed_dataset_reaches_a_node_from_the_bucket(cluster, tmp_path, gcs_bucket, gcs_emulator) -> None:
+    workspace = Workspace(tmp_path).ensure()
+    workspace.save_settings({"gcs": {"bucket": gcs_bucket}})
+    with workspace.open_store() as store:
+        ref = threes_and_eights(workspace, store)
+        datasets.push(workspace, store, ref, gcs_bucket)
+        version = datasets.resolve(store, workspace, ref)
+    assert version.remote_url
+    backend = RayBackend(workspace, cluster.address).connect()
+    reader = cluster.add_node(gpus=1, env={"STORAGE_EMULATOR_HOST": gcs_emulator})  # the node's own credentials
+    try:
+        backend.refresh(force=True)
+        backend.refused.update({n.node_id: "kept free for this test" for n in cluster.nodes if n is not reader})
+        launched, _ = _launch_with(backend, workspace, 50, {"steps": 1}, dataset=_dataset_spec(version))
+        assert _wait(launched) == 0
+        assert launched.started["node_id"] == reader.node_id
+        assert backend._datasets == {}  # nothing went through the head
+        assert _cached(reader, version) == {f["path"]: f["crc32c"] for f in version.files}
+    finally:
+        cluster.remove_node(reader)
+
+
+def _launch_with(backend: RayBackend, workspace: Workspace, job_id: int, params: dict, dataset: dict):
+    job = SimpleNamespace(id=job_id, attempt=1)
+    spec = {**_spec(workspace, job_id, 1, params), "dataset": dataset}
+    log = open(workspace.run_log(job_id), "ab")  # noqa: SIM115 - closed by cleanup()
+    return backend.launch(job, SimpleNamespace(name="ray0", gpu=None), spec, [sys.executable, STANDIN], None, log,
+                          env={}, grace=2.0), spec
