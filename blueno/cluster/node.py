@@ -305,7 +305,11 @@ def _loop(proc: subprocess.Popen[bytes], order: dict[str, Any], where: str, node
     yield {"started": {"node": where, "host": socket.gethostname(), "gpu": gpu, "pid": proc.pid,
                        "node_id": node_id}}
     last = time.monotonic()
+    raylet = os.getppid()  # Ray's node manager started this worker
     while True:
+        if os.getppid() != raylet:  # the node manager died: this node is going away, and the trainer with it
+            _stop(proc, 0.0)
+            return
         with contextlib.suppress(InterruptedError):
             select.select([out_fd] + ([exit_fd] if exit_fd is not None else []), [], [], TICK_S)
         returncode = proc.poll()
