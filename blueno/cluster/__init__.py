@@ -59,6 +59,22 @@ def cluster_settings(workspace: Workspace, address: str | None = None) -> Cluste
                            number("cpus_per_job", 1.0))
 
 
+def connect(workspace: Workspace, address: str | None = None) -> Any:
+    """A connected :class:`~blueno.cluster.backend.RayBackend` when jobs run on a cluster, else None.
+
+    ``address`` (``--ray``) wins over ``[scheduler] backend``/``address``; the
+    connection checks every node's Python, Ray and Blueno (a clear message
+    when they differ) and starts a worker per slot before the grid starts.
+    """
+    chosen = cluster_settings(workspace, address)
+    if chosen is None:
+        return None
+    from blueno.cluster.backend import RayBackend
+
+    return RayBackend(workspace, chosen.address, heartbeat_limit=chosen.heartbeat_limit,
+                      gpus_per_job=chosen.gpus_per_job, cpus_per_job=chosen.cpus_per_job).connect()
+
+
 def save_nodes(store: Store, nodes: list[Any], running: dict[str, list[int]]) -> None:
     """Record the cluster as the head sees it: each node, its GPUs, the jobs on it."""
     rows = [{**asdict(n), "jobs": running.get(n.node_id, [])} for n in nodes]
