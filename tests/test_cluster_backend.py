@@ -22,7 +22,7 @@ from gcs_emulator import gcs_bucket_fixture, gcs_emulator_fixture  # noqa: E402,
 from training_helpers import threes_and_eights  # noqa: E402
 
 from blueno import datasets  # noqa: E402
-from blueno.cluster.backend import TRANSFER_RECORD, RayBackend  # noqa: E402
+from blueno.cluster.backend import TRANSFER_RECORD, RayBackend, workspace_key  # noqa: E402
 from blueno.cluster.transfer import crc32c  # noqa: E402
 from blueno.workspace import Workspace  # noqa: E402
 
@@ -78,6 +78,9 @@ def test_that_no_ray_process_listens_or_connects_beyond_loopback(cluster, tmp_pa
 
 def test_that_a_remote_attempt_streams_its_events_files_and_log_to_the_head(cluster, tmp_path):
     workspace = Workspace(tmp_path).ensure()
+    for folder, name in ((workspace.zoo_dir, "my_model.py"), (workspace.transforms_dir, "my_transform.py")):
+        folder.mkdir()
+        (folder / name).write_text(f"# {name}: the user's own, it travels with every job\n")
     backend = RayBackend(workspace, cluster.address).connect()
     launched, spec = _launch(backend, workspace, 7, 1, {"steps": 3, "duration": 0.3})
     assert _wait(launched) == 0
@@ -93,6 +96,11 @@ def test_that_a_remote_attempt_streams_its_events_files_and_log_to_the_head(clus
     assert launched.started["node"] and launched.started["gpu"] in ("0", "1")
     assert "trainer started on" in workspace.run_log(7).read_text()
     assert tagged_processes("7.") == []
+    node = next(n for n in cluster.nodes if n.node_id == launched.started["node_id"])
+    copy = node.blueno_dir / "workspaces" / workspace_key(workspace)
+    assert (copy / "zoo" / "my_model.py").read_bytes() == (workspace.zoo_dir / "my_model.py").read_bytes()
+    assert (copy / "transforms" / "my_transform.py").exists()
+    assert not (copy / "models" / "run-7").exists()  # the node keeps no run folder once the head has it
 
 
 def test_that_a_cancelled_remote_trainer_stops_within_a_second(cluster, tmp_path):
@@ -215,3 +223,11 @@ def _launch_with(backend: RayBackend, workspace: Workspace, job_id: int, params:
     log = open(workspace.run_log(job_id), "ab")  # noqa: SIM115 - closed by cleanup()
     return backend.launch(job, SimpleNamespace(name="ray0", gpu=None), spec, [sys.executable, STANDIN], None, log,
                           env={}, grace=2.0), spec
+
+
+def test_that_a_cluster_without_gpus_runs_one_job_per_cpu_slot(cluster, tmp_path) -> None:
+    workspace = Workspace(tmp_path).ensure()
+    backend = RayBackend(workspace, cluster.address, gpus_per_job=0, cpus_per_job=1).connect()
+    assert not backend.gpu_mode and backend.capacity() == 2  # the nodes have one CPU each; the head none
+    launched, _ = _launch(backend, workspace, 60, 1, {"steps": 1})
+    assert _wait(launched) == 0 and launched.started["gpu"] is None

@@ -8,6 +8,7 @@ import pytest
 from standin_model import standin_grid
 
 from blueno import BluenoError
+from blueno.cli import main
 from blueno.cluster import cluster_settings, nodes, save_nodes
 from blueno.queue import PLACING, JobQueue
 
@@ -44,6 +45,18 @@ def test_that_a_job_is_placing_until_a_node_starts_it_and_then_names_the_node(qu
     assert (placed.slot, placed.host, placed.gpu) == ("3fa2b1c0/gpu1", "box2 (node 3fa2b1c0)", "1")
     run = queue.store.query_one("SELECT host, gpu FROM runs WHERE job_id = ?", (job.id,))
     assert (run["host"], run["gpu"]) == ("box2 (node 3fa2b1c0)", "1")
+
+
+def test_that_queue_ls_shows_placing_then_the_node(workspace, queue: JobQueue, capsys) -> None:
+    queue.submit(standin_grid(1))
+    job = queue.claim(PLACING, None, "head", os.getpid())
+    assert main(["--home", str(workspace.root), "queue", "ls"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert " placing " in row and "3fa2b1c0" not in row
+    queue.mark_placed(job.id, job.attempt, "3fa2b1c0/gpu1", "box2 (node 3fa2b1c0)", "1")
+    assert main(["--home", str(workspace.root), "queue", "ls"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert " running " in row and "3fa2b1c0/gpu1" in row
 
 
 def test_that_the_cluster_snapshot_round_trips_through_the_database(store) -> None:
