@@ -231,3 +231,14 @@ def test_that_a_cluster_without_gpus_runs_one_job_per_cpu_slot(cluster, tmp_path
     assert not backend.gpu_mode and backend.capacity() == 2  # the nodes have one CPU each; the head none
     launched, _ = _launch(backend, workspace, 60, 1, {"steps": 1})
     assert _wait(launched) == 0 and launched.started["gpu"] is None
+
+
+def test_that_an_address_where_nothing_answers_is_a_clear_error_at_once(tmp_path) -> None:
+    from gcs_emulator import free_port
+
+    from blueno import BluenoError
+
+    started = time.monotonic()
+    with pytest.raises(BluenoError, match=r"nothing answers at 127\.0\.0\.1:\d+ .*ray start --head"):
+        RayBackend(Workspace(tmp_path).ensure(), f"127.0.0.1:{free_port()}").connect()
+    assert time.monotonic() - started < 10

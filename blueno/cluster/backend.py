@@ -104,6 +104,7 @@ class RayBackend:
         ray = import_ray()
         self._ray = ray
         if not ray.is_initialized():
+            self._reachable()
             try:
                 ray.init(address=self.address, namespace="blueno", log_to_driver=False,
                          logging_level="WARNING", include_dashboard=False)
@@ -127,6 +128,19 @@ class RayBackend:
             raise BluenoError("no node of the cluster can take work: " + "; ".join(self.refused.values()))
         self._warm_up()
         return self
+
+    def _reachable(self, timeout: float = 5.0) -> None:
+        """Refuse an address nothing answers at (Ray itself would retry for minutes)."""
+        if self.address in ("auto", "local") or ":" not in self.address:
+            return
+        host, _, port = self.address.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        except (OSError, ValueError) as exc:
+            raise BluenoError(
+                f"nothing answers at {self.address} ({exc}). Is the head's Ray running (`ray start --head` there; "
+                "`ray status` says), is the address right, and is its port open to this box? See docs/cluster.md."
+            ) from None
 
     def _resources(self) -> dict[str, Any]:
         resources: dict[str, Any] = {"num_gpus": self.gpus_per_job, "num_cpus": 0} if self.gpu_mode else \
