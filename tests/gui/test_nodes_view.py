@@ -29,3 +29,14 @@ def test_that_the_nodes_tab_shows_each_node_its_gpus_and_its_jobs(qtbot, workspa
     rows = {view.model.index(r, 1).data(): [view.model.index(r, c).data() for c in range(8)] for r in range(3)}
     assert rows["box1"][0] == "a" * 8 and rows["box1"][6] == "3, 5"
     assert rows["box3"][3] == "lost"
+
+
+def test_that_a_run_names_the_node_it_trained_on() -> None:
+    from gui.run_detail import describe
+
+    run = {"id": 4, "model": "mlp", "state": "succeeded", "dataset": "digits@1a2b", "epochs_done": 2,
+           "best_epoch": None, "monitor": None, "error": None, "model_path": "models/run-4/model.keras",
+           "model_dir": "models/run-4", "log_path": "logs/run-4.log", "params": {}, "final": {}, "best": {},
+           "evaluation": {}, "host": "box2 (node 3fa2b1c0)", "gpu": "1"}
+    assert "trained on box2 (node 3fa2b1c0) GPU 1" in describe(run)
+    assert "trained on" not in describe({**run, "host": None})
