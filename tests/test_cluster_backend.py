@@ -234,10 +234,12 @@ def test_that_a_cluster_without_gpus_runs_one_job_per_cpu_slot(cluster, tmp_path
 
 
 def test_that_an_address_where_nothing_answers_is_a_clear_error_at_once(tmp_path) -> None:
+    import ray
     from gcs_emulator import free_port
 
     from blueno import BluenoError
 
+    ray.shutdown()  # this process may be connected to the module's cluster: a scheduler connects once
     started = time.monotonic()
     with pytest.raises(BluenoError, match=r"nothing answers at 127\.0\.0\.1:\d+ .*ray start --head"):
         RayBackend(Workspace(tmp_path).ensure(), f"127.0.0.1:{free_port()}").connect()

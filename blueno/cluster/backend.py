@@ -41,6 +41,7 @@ from blueno.workspace import Workspace
 RAY_VERSION = "2.60.0"  # pinned: ray.cluster_utils (the tests' cluster) is a developer API
 HEARTBEAT_LIMIT_S = 30.0  # a node silent this long is treated as lost
 CAPACITY_REFRESH_S = 1.0
+VERSION_CHECK_S = 60.0  # a node that does not answer the version check in this time gets no work
 TRANSFER_RECORD = ".blueno-transfer.json"  # in a run folder on the head: every file that came from a node
 EXIT_LOST = -1  # the returncode of an attempt whose node was lost (recorded as interrupted)
 _ITEMS_PER_POLL = 64
@@ -91,6 +92,7 @@ class RayBackend:
         self.lost: set[str] = set()  # nodes our tasks saw die (Ray marks them dead only later)
         self._nodes: list[NodeInfo] = []
         self._checked: set[str] = set()
+        self._probes: dict[str, tuple[float, Any]] = {}  # node id → (asked at, the version probe's ref)
         self._capacity_at = -math.inf
         self._datasets: dict[str, Any] = {}  # manifest hash → ObjectRef of its files
         self._task: Any = None
@@ -122,7 +124,7 @@ class RayBackend:
                 raise
         self.versions = node_side.versions()
         self._task = ray.remote(max_retries=0, retry_exceptions=False)(node_side.run_attempt)
-        self.refresh(force=True)
+        self.refresh(force=True, wait=VERSION_CHECK_S)
         alive = [n for n in self._nodes if n.alive]
         if alive and all(n.node_id in self.refused for n in alive if n.slots):
             raise BluenoError("no node of the cluster can take work: " + "; ".join(self.refused.values()))
@@ -160,20 +162,38 @@ class RayBackend:
         if self._ray is not None and self._ray.is_initialized():
             self._ray.shutdown()
 
-    def _check_versions(self, node_ids: list[str]) -> None:
-        """Ask each new node for its versions (a tiny task pinned to it); refuse those that differ."""
+    def _check_versions(self, wait: float = 0.0) -> None:
+        """Ask each new node for its versions (a tiny task pinned to it); refuse those that differ.
+
+        Never blocks the scheduler's loop (``wait`` = 0): a node counts only
+        once its answer is in, and one that gives none within a minute is refused.
+        """
         ray = self._ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         probe = ray.remote(node_side.versions)
-        refs = {node_id: probe.options(num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
-            node_id, soft=False)).remote() for node_id in node_ids}
-        for node_id, ref in refs.items():
+        for node in self._nodes:
+            if node.alive and node.slots and node.node_id not in self._checked and node.node_id not in self._probes:
+                strategy = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
+                self._probes[node.node_id] = (time.monotonic(), probe.options(
+                    num_cpus=0, max_retries=0, scheduling_strategy=strategy).remote())
+        if not self._probes:
+            return
+        refs = [ref for _, ref in self._probes.values()]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait, fetch_local=True)
+        for node_id, (asked, ref) in list(self._probes.items()):
             where = next((f"{n.host} (node {node_id[:8]})" for n in self._nodes if n.node_id == node_id), node_id)
+            if ref not in ready:
+                if time.monotonic() - asked > VERSION_CHECK_S:
+                    self.refused[node_id] = (f"the node {where} did not answer a version check "
+                                             f"in {VERSION_CHECK_S:.0f} s")
+                    del self._probes[node_id]
+                continue
+            del self._probes[node_id]
             try:
-                found = ray.get(ref, timeout=60)
+                found = ray.get(ref)
             except Exception as exc:  # a node that cannot even run a probe gets no work
-                self.refused[node_id] = f"the node {where} did not answer a version check: {type(exc).__name__}"
+                self.refused[node_id] = f"the node {where} failed a version check: {type(exc).__name__}"
                 continue
             problem = node_side.version_mismatch(self.versions, found, where)
             if problem:
@@ -182,7 +202,7 @@ class RayBackend:
 
     # -- capacity -----------------------------------------------------------------------
 
-    def refresh(self, force: bool = False) -> list[NodeInfo]:
+    def refresh(self, force: bool = False, wait: float = 0.0) -> list[NodeInfo]:
         """The cluster's nodes (at most once a second unless ``force``); new nodes get a version check."""
         if not force and time.monotonic() - self._capacity_at < CAPACITY_REFRESH_S:
             return self._nodes
@@ -203,16 +223,17 @@ class RayBackend:
             nodes.append(NodeInfo(node_id, entry.get("NodeManagerHostname", "?"), entry.get("NodeManagerAddress", "?"),
                                   alive, gpus, cpus, slots if alive else 0, self.refused.get(node_id)))
         self._nodes = nodes
-        unchecked = [n.node_id for n in nodes if n.alive and n.slots and n.node_id not in self._checked]
-        if unchecked:
-            self._check_versions(unchecked)
-            self._nodes = [NodeInfo(n.node_id, n.host, n.address, n.alive, n.gpus, n.cpus, n.slots,
-                                    self.refused.get(n.node_id)) for n in nodes]
+        self._check_versions(wait)
+        self._nodes = [NodeInfo(n.node_id, n.host, n.address, n.alive, n.gpus, n.cpus, n.slots,
+                                self.refused.get(n.node_id) or (None if n.node_id in self._checked or not n.slots
+                                                                else "version check under way"))
+                       for n in nodes]
         return self._nodes
 
     def capacity(self) -> int:
         """Jobs the cluster can run at once now: the slots of live nodes that passed the version check."""
-        return sum(n.slots for n in self.refresh() if n.alive and n.node_id not in self.refused)
+        return sum(n.slots for n in self.refresh() if n.alive and n.node_id in self._checked
+                   and n.node_id not in self.refused)
 
     # -- launching --------------------------------------------------------------------------
 
