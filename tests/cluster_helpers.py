@@ -45,6 +45,10 @@ class LocalCluster:
         (self.root / "t").mkdir()
         self.cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 0, "num_gpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False,
+            # A node that misses heartbeats for a minute is dead (Ray's default: 15 s). The test machine is
+            # shared and often loaded; a node the tests kill is noticed at once anyway, a hung one by
+            # Blueno's own heartbeat limit.
+            "_system_config": {"health_check_failure_threshold": 20, "health_check_timeout_ms": 10000},
         })
         self.nodes: list[object] = []
         self.count = 0

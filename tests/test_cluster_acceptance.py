@@ -46,6 +46,10 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
 
 
+def runs_of(store):
+    return {row["job_id"]: row["id"] for row in store.query("SELECT id, job_id FROM runs")}
+
+
 def wait_for(predicate, timeout: float = 90.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -53,7 +57,7 @@ def wait_for(predicate, timeout: float = 90.0, what: str = "condition"):
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"{what}: not reached in {timeout:.0f} s")
+    raise AssertionError(f"{what() if callable(what) else what}: not reached in {timeout:.0f} s")
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +127,9 @@ def test_that_a_grid_runs_across_the_cluster_through_crashes_cancels_and_lost_no
                  what="the trainer of the removed node gone")
         figures["node removed → its trainer gone"] = time.monotonic() - removed
         wait_for(lambda: queue.get(lose).attempt > lost_attempt and not queue.get(lose).placing, timeout=60,
-                 what="the job of the lost node placed again")
+                 what=lambda: f"the job of the lost node placed again ({queue.get(lose)}, "
+                 f"{[(j.id, j.shown_state, j.slot) for j in queue.jobs() if j.state == JobState.RUNNING]}, "
+                 f"{backend.refresh(force=True)})")
         figures["node removed → its job running on another node"] = time.monotonic() - removed
         assert not queue.get(lose).slot.startswith(victim_prefix)
         assert non_loopback_sockets() == []
@@ -142,7 +148,8 @@ def test_that_a_grid_runs_across_the_cluster_through_crashes_cancels_and_lost_no
     assert {job_id: str(job.state) for job_id, job in jobs.items() if job.state != JobState.SUCCEEDED} == {
         cancel: "cancelled"}
     assert stopped_after < 1.0, f"the cancelled trainer stopped after {stopped_after:.2f} s"
-    assert jobs[kill].failures == 1 and jobs[lose].failures == 0  # a crash counts; a lost node does not
+    assert jobs[kill].failures == 1 and jobs[lose].failures == 0, (  # a crash counts; a lost node does not
+        jobs[kill], workspace.run_log(runs_of(store)[kill]).read_text()[-3000:])
     completions = [line.split(",") for line in ledger.read_text().splitlines()]
     by_job = {}
     for job_id, _attempt, resumed_from, _start, _end in completions:

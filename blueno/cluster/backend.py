@@ -241,7 +241,9 @@ class RayBackend:
         version = spec.get("dataset")
         if not version:
             return None
-        manifest = version["manifest"]
+        manifest = version.get("manifest")
+        if manifest is None:  # the spec names the manifest's file (written once per manifest hash)
+            manifest = json.loads(Path(version["manifest_file"]).read_text())
         order = {"key": version["manifest_hash"], "name": version["name"], "version": version["version"],
                  "manifest": manifest, "url": None, "blobs": None}
         bucket = self.workspace.settings().get("gcs", {}).get("bucket")
@@ -347,6 +349,7 @@ class RayLaunched:
     run: dict[str, Any] = field(default_factory=dict)
     on_placed: Callable[[str], None] | None = None
     _last_item: float = field(default_factory=time.monotonic)
+    _pending: Any = None  # the next item's ObjectRef, until its bytes are on the head
     _forced: bool = False
 
     @property
@@ -360,14 +363,20 @@ class RayLaunched:
         ray = self.backend._ray
         for _ in range(_ITEMS_PER_POLL):
             try:
-                if not self.gen.next_ready():
-                    if self.gen.is_finished():
-                        return self._end(0 if self.kill_at is None else 143,
-                                         "" if self.kill_at is None else "stopped")
+                if self._pending is None:
+                    if not self.gen.next_ready():
+                        if self.gen.is_finished():
+                            return self._ended_without_exit()
+                        break
+                    self._pending = next(self.gen)
+                # A large item lives in the node's object store: take it only once it is here, so a node
+                # that dies meanwhile never blocks the scheduler's loop (its silence counts instead).
+                ready, _ = ray.wait([self._pending], timeout=0, fetch_local=True)
+                if not ready:
                     break
-                item = ray.get(next(self.gen))
+                item, self._pending = ray.get(self._pending), None
             except StopIteration:
-                return self._end(143 if self.kill_at is not None else 1, "the node's task ended without an exit")
+                return self._ended_without_exit()
             except Exception as exc:
                 return self._failed(exc)
             self._last_item = time.monotonic()
@@ -434,6 +443,14 @@ class RayLaunched:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
         os.replace(tmp, path)
+
+    def _ended_without_exit(self) -> int:
+        """The stream ended before the node said how the trainer ended: stopped by us, or the node went away."""
+        if self.kill_at is not None:
+            return self._end(143, "stopped")
+        self.interrupted = True
+        self._note("the node's task ended without the trainer's exit status: treated as a lost node")
+        return self._end(EXIT_LOST, "no exit")
 
     def _failed(self, exc: BaseException) -> int:
         from ray import exceptions as rex

@@ -236,6 +236,13 @@ def run_attempt(order: dict[str, Any]) -> Iterator[dict[str, Any]]:
     spec = _rewrite(order["spec"], head_root, str(root))
     if order.get("dataset"):
         spec["dataset"]["path"] = str(ensure_dataset(base, order["dataset"]))
+        if spec["dataset"].get("manifest_file"):  # the node's copy of the file the head's spec names
+            manifest_file = Path(spec["dataset"]["manifest_file"])
+            if not manifest_file.is_file():
+                manifest_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = manifest_file.with_name(f".{manifest_file.name}.{os.getpid()}")
+                tmp.write_text(json.dumps(order["dataset"]["manifest"], separators=(",", ":")))
+                os.replace(tmp, manifest_file)
     spec["node"] = where
     spec_path, events_path = Path(spec["job_spec"]), Path(spec["events"])
     spec_path.parent.mkdir(parents=True, exist_ok=True)
@@ -309,7 +316,7 @@ def _loop(proc: subprocess.Popen[bytes], order: dict[str, Any], where: str, node
     while True:
         if os.getppid() != raylet:  # the node manager died: this node is going away, and the trainer with it
             _stop(proc, 0.0)
-            return
+            os._exit(1)  # no normal end: the head must see a lost node, not a finished task
         with contextlib.suppress(InterruptedError):
             select.select([out_fd] + ([exit_fd] if exit_fd is not None else []), [], [], TICK_S)
         returncode = proc.poll()
