@@ -28,6 +28,7 @@ import pytest
 
 pytest.importorskip("ray", reason="the Ray backend is the optional extra [ray] (make test installs it)")
 
+from cluster_helpers import LocalCluster, non_loopback_sockets, tagged_processes  # noqa: E402
 from standin_model import db_content, standin_grid_text  # noqa: E402
 from training_helpers import submit, threes_and_eights  # noqa: E402
 
@@ -39,7 +40,6 @@ from blueno.events import FileSource  # noqa: E402
 from blueno.jobspec import attempt_files  # noqa: E402
 from blueno.queue import JobQueue, JobState  # noqa: E402
 from blueno.scheduler import Scheduler, recover_if_idle  # noqa: E402
-from cluster_helpers import LocalCluster, non_loopback_sockets, tagged_processes  # noqa: E402
 
 TRAINER = [sys.executable, str(Path(__file__).resolve().with_name("cluster_trainer.py"))]
 REPO = Path(__file__).resolve().parent.parent

@@ -102,8 +102,7 @@ def run_batch(workspace: Workspace, args: argparse.Namespace) -> int:
             print(f"on the Ray cluster at {backend.address}: {backend.capacity()} slots", flush=True)
         display = Display(store, experiment_ids, slots=[s.name for s in slots] if slots else None, out=sys.stdout)
         mode = "batch" if grid is not None else SERVICE_MODE
-        on_nodes = {"backend": backend} if backend is not None else {}  # the scheduler's Ray seam lands with events
-        scheduler = Scheduler(workspace, slots, mode=mode, on_event=display.on_event, **on_nodes)
+        scheduler = Scheduler(workspace, slots, mode=mode, on_event=display.on_event, backend=backend)
         try:
             interrupted = _run_with_signals(scheduler, display, until_empty=grid is not None)
         finally:
