@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing Blueno and its dependencies into $(VENV) (about a minute the first time; log: $(VENV)/install.log)"
 	@{ $(PY) -m pip install --disable-pip-version-check --upgrade pip && \
-	   $(PY) -m pip install --disable-pip-version-check -e '.[test,$(strip $(TF))]'; } > $(VENV)/install.log 2>&1 \
+	   $(PY) -m pip install --disable-pip-version-check -e '.[test,ray,$(strip $(TF))]'; } > $(VENV)/install.log 2>&1 \
 	   || { tail -n 40 $(VENV)/install.log; echo "installing failed: see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 

@@ -131,6 +131,10 @@ class Launched:
     next_ingest: float = 0.0  # monotonic time of the next routine ingest
     failure: str | None = None  # why the scheduler stopped it (its events could not be recorded)
 
+    def poll(self) -> int | None:
+        """The returncode once the trainer exited (``blueno.cluster.backend.RayLaunched`` has the same)."""
+        return self.popen.poll()
+
     def terminate(self, grace: float, *, interrupted: bool) -> None:
         """SIGTERM the group now; :meth:`escalate` sends SIGKILL after ``grace``."""
         self.interrupted = self.interrupted or interrupted

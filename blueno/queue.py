@@ -45,6 +45,9 @@ class JobState(StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
+# The slot of a job claimed for a cluster until a node has started its trainer (see blueno.cluster).
+PLACING = "placing"
+
 # Trainer exit codes (see blueno.trainer).
 EXIT_OK = 0
 EXIT_PERMANENT = 2
@@ -80,6 +83,16 @@ class Job:
     claimed: float | None
     started: float | None
     ended: float | None
+
+    @property
+    def placing(self) -> bool:
+        """Claimed for a cluster, waiting for a node to start its trainer."""
+        return self.state == JobState.RUNNING and self.slot == PLACING
+
+    @property
+    def shown_state(self) -> str:
+        """The state as people read it: *placing* until a cluster node runs the job."""
+        return PLACING if self.placing else str(self.state)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -305,6 +318,25 @@ class JobQueue:
                 "UPDATE jobs SET error = ? WHERE id = ? AND attempt = ? AND state = 'running'",
                 (message, job_id, attempt),
             ).rowcount == 1
+
+    def mark_placed(self, job_id: int, attempt: int, slot: str, host: str, gpu: str | None,
+                    run: dict[str, Any] | None = None) -> bool:
+        """A cluster node started this attempt's trainer: record where (the job and its run name the node)."""
+        with self.store.write() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET slot = ?, host = ?, gpu = ? WHERE id = ? AND attempt = ? AND state = 'running'",
+                (slot, host, gpu, job_id, attempt),
+            )
+            if cursor.rowcount != 1:
+                return False
+            run = run or {}
+            conn.execute(
+                "UPDATE runs SET started = COALESCE(started, ?), host = ?, gpu = ?, "
+                "blueno_version = COALESCE(?, blueno_version), git_commit = COALESCE(?, git_commit), "
+                "log_path = COALESCE(?, log_path) WHERE job_id = ?",
+                (now(), host, gpu, run.get("blueno_version"), run.get("git_commit"), run.get("log_path"), job_id),
+            )
+            return True
 
     def heartbeat(self, job_ids: Iterable[int]) -> None:
         ids = list(job_ids)

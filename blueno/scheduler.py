@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import psutil
 
@@ -42,10 +43,13 @@ from blueno.processes import (  # noqa: F401  (process_alive, kill_trees: re-exp
     process_alive,
     reap,
 )
-from blueno.queue import EXIT_OK, EXIT_PERMANENT, Job, JobQueue, JobState, RecoveryReport
+from blueno.queue import EXIT_OK, EXIT_PERMANENT, PLACING, Job, JobQueue, JobState, RecoveryReport
 from blueno.store import Store, dumps, now
 from blueno.wakeup import WakeEndpoint
 from blueno.workspace import Workspace, parse_gpu_ids
+
+if TYPE_CHECKING:
+    from blueno.cluster.backend import RayBackend
 
 HEARTBEAT_S = 2.0
 INGEST_S = 0.25  # how often a running trainer's new events are written to the database
@@ -274,9 +278,11 @@ class Scheduler:
         grace: float = GRACE_S,
         heartbeat: float = HEARTBEAT_S,
         on_event: Callable[[SchedulerEvent], None] | None = None,
+        backend: RayBackend | None = None,
     ) -> None:
-        if not slots:
+        if not slots and backend is None:
             raise BluenoError("a scheduler needs at least one slot")
+        self.backend = backend  # None: trainers run here; else on the cluster's nodes (blueno.cluster)
         self.workspace = workspace.ensure()
         self.slots = list(slots)
         self.mode = mode
@@ -404,7 +410,8 @@ class Scheduler:
         endpoint_fd = endpoint.open()
         if endpoint_fd is not None:
             selector.register(endpoint_fd, selectors.EVENT_READ)
-        tick = TICK_S if endpoint_fd is None else WOKEN_TICK_S
+        # Nothing wakes the loop when a node's message arrives: a cluster's jobs are polled every TICK_S.
+        tick = TICK_S if endpoint_fd is None or self.backend is not None else WOKEN_TICK_S
         next_heartbeat = time.monotonic() + self.heartbeat_interval
         last_version = -1
         look = True  # look for queued jobs: at start, when a slot frees, when woken, when others wrote
@@ -441,6 +448,8 @@ class Scheduler:
                     next_heartbeat = time.monotonic() + self.heartbeat_interval
                     queue.heartbeat(launched.job.id for launched in self._running.values())
                     self._beat(store)
+                    if self.backend is not None:
+                        self.backend.record(store, self._running.values())
             self._shutdown(queue, selector)
         finally:
             selector.close()
@@ -449,13 +458,20 @@ class Scheduler:
                 self._prep_pool.shutdown(wait=False, cancel_futures=True)
                 self._prep_pool = None
 
+    def _current_slots(self) -> list[Slot]:
+        """The local slots, or one per free place on the cluster (nodes come and go)."""
+        if self.backend is None:
+            return self.slots
+        return [Slot(f"ray{i}", None) for i in range(self.backend.capacity())]
+
     def _fill_slots(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
-        if len(self._running) + len(self._preparing) == len(self.slots) or not queue.has_runnable():
+        slots = self._current_slots()
+        busy = len(self._running) + len(self._preparing)
+        if busy >= len(slots) or not queue.has_runnable():
             return  # a cheap read; the write lock is taken only to claim
-        for slot in self.slots:
-            if slot.name in self._running or slot.name in self._preparing:
-                continue
-            job = queue.claim(slot.name, slot.gpu, self.host, os.getpid())
+        free = [s for s in slots if s.name not in self._running and s.name not in self._preparing]
+        for slot in free[:len(slots) - busy]:  # (a cluster that shrank may run jobs on names beyond its slots)
+            job = queue.claim(PLACING if self.backend else slot.name, slot.gpu, self.host, os.getpid())
             if job is None:
                 return
             self._prepare(job, slot)
@@ -486,7 +502,8 @@ class Scheduler:
         for name, (job, future) in list(self._preparing.items()):
             if future.done():
                 del self._preparing[name]
-                self._launch(queue, selector, job, next(s for s in self.slots if s.name == name), future)
+                self._launch(queue, selector, job, next((s for s in self.slots if s.name == name), Slot(name, None)),
+                             future)
 
     def _launch(self, queue: JobQueue, selector: selectors.BaseSelector, job: Job, slot: Slot,
                 prepared: Future[tuple[dict, list[str], Path]]) -> None:
@@ -514,6 +531,9 @@ class Scheduler:
             queue.on_exit(job.id, job.attempt, 1, detail=f"cannot prepare the job: {exc}")
             return
         env = jobspec.environment(dict(os.environ), spec, _PACKAGE_PARENT)
+        if self.backend is not None:
+            self._launch_remote(queue, job, slot, spec, command, cwd, log, env)
+            return
         if slot.gpu is None:  # share the CPU cores fairly between CPU slots
             env["BLUENO_CPU_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.slots)))
         try:
@@ -545,6 +565,26 @@ class Scheduler:
         queue.mark_started(job.id, job.attempt, popen.pid, pid_started, run=run)
         self._emit(JobLaunched(job.id, job.run_id, slot.name, job.attempt))
 
+    def _launch_remote(self, queue: JobQueue, job: Job, slot: Slot, spec: dict, command: list[str], cwd: Path,
+                       log: IO[bytes], env: dict[str, str]) -> None:
+        """One Ray task for this attempt; the job is *placing* until a node has started its trainer."""
+        assert self.backend is not None
+        if self._git_commit is None:
+            self._git_commit = self.workspace.git_commit() or ""
+        run = {"blueno_version": __version__, "git_commit": self._git_commit or None,
+               "log_path": str(Path(spec["log_path"]).relative_to(self.workspace.root))}
+        try:
+            launched = self.backend.launch(
+                job, slot, spec, command, cwd, log, env=env, grace=self.grace, queue=queue, run=run,
+                on_placed=lambda where: self._emit(JobLaunched(job.id, job.run_id, where, job.attempt)))
+        except Exception as exc:  # the cluster went away, or the data could not be packed: worth a retry
+            log.write(f"error: cannot place the job on the cluster: {exc}\n".encode())
+            log.close()
+            queue.on_exit(job.id, job.attempt, 1, detail=f"cannot place the job on the cluster: {exc}")
+            return
+        launched.source, launched.next_ingest = FileSource(spec["events"]), time.monotonic() + INGEST_S
+        self._running[slot.name] = launched
+
     def _ingest(self, store: Store, launched: Launched, settle: bool = False) -> None:
         """Write what a trainer reported; a failure to record it stops the trainer (its events are kept)."""
         if launched.failure is not None:
@@ -572,7 +612,7 @@ class Scheduler:
         """Record every trainer that exited (what it reported, then how it ended); how many."""
         reaped = 0
         for name, launched in list(self._running.items()):
-            returncode = launched.popen.poll()
+            returncode = launched.poll()
             if returncode is None:
                 continue
             del self._running[name]
@@ -640,7 +680,8 @@ class Scheduler:
             self._scheduler_row = conn.execute(
                 "INSERT INTO schedulers (pid, pid_started, host, mode, slots, state, started, heartbeat) "
                 "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-                (os.getpid(), pid_started, self.host, self.mode, dumps([s.name for s in self.slots]), t, t),
+                (os.getpid(), pid_started, self.host, self.mode,
+                 dumps([s.name for s in self.slots] or [f"ray:{self.backend.address}" if self.backend else ""]), t, t),
             ).lastrowid
         self.state = "running"
 

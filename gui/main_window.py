@@ -25,6 +25,7 @@ from blueno.workspace import Workspace
 from gui.datasets_view import QtDatasetsView
 from gui.desktop import open_folder
 from gui.grid_builder import QtGridBuilder
+from gui.nodes_view import QtNodesView
 from gui.queue_view import QtQueueView
 from gui.runs_view import QtRunsView
 from gui.scheduler_control import SchedulerControl, SchedulerStatus
@@ -84,6 +85,7 @@ class MainWindow(QMainWindow):
         self.grid_view = QtGridBuilder(workspace, store, self.watcher.poke, self)
         self.queue_view = QtQueueView(store, self.scheduler, self.watcher.poke, self)
         self.runs_view = QtRunsView(workspace, store, self)
+        self.nodes_view = QtNodesView(store, self)
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
         for view, title in (
@@ -91,6 +93,7 @@ class MainWindow(QMainWindow):
             (self.grid_view, "&Grid builder"),
             (self.queue_view, "&Queue"),
             (self.runs_view, "R&uns"),
+            (self.nodes_view, "&Nodes"),
         ):
             self.tabs.addTab(view, title)
         self.welcome = QtWelcome(workspace, store, self)
@@ -107,7 +110,7 @@ class MainWindow(QMainWindow):
         self._select_new_runs = False
         self._demo_runs = 0
 
-        for view in (self.datasets_view, self.grid_view, self.queue_view, self.runs_view):
+        for view in (self.datasets_view, self.grid_view, self.queue_view, self.runs_view, self.nodes_view):
             view.status_message.connect(self.show_message)
         self.grid_view.enqueued.connect(lambda: self.tabs.setCurrentWidget(self.queue_view))
         self.watcher.changed.connect(self.refresh)
@@ -224,6 +227,7 @@ class MainWindow(QMainWindow):
         self.datasets_view.refresh()
         self.grid_view.refresh()
         self.welcome.refresh()
+        self.nodes_view.refresh()
 
     def _on_demo_queued(self, result: Any) -> None:
         """The demo grid is queued: start training and show its runs' curves as they grow."""

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from blueno import actions
-from blueno.queue import JobQueue
+from blueno.queue import PLACING, JobQueue
 from blueno.scheduler import GpuStat, gpu_stats
 from blueno.store import Store
 from gui.formatting import STATE_COLOURS, format_duration
@@ -63,7 +63,8 @@ def progress(row: Row) -> str:
 
 JOB_COLUMNS = [
     Column("Job", lambda r: r["id"], numeric=True),
-    Column("State", lambda r: r["state"], tooltip=lambda r: r["error"]),
+    Column("State", lambda r: PLACING if r["state"] == "running" and r["slot"] == PLACING else r["state"],
+           tooltip=lambda r: r["error"]),
     Column("Model", lambda r: r["model"]),
     Column("Dataset", lambda r: r["dataset"]),
     Column("Priority", lambda r: r["priority"], numeric=True),

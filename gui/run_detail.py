@@ -77,6 +77,8 @@ def describe(run: dict[str, Any]) -> str:
             if run["best_epoch"]
             else ""
         )
+        + (f" · trained on {html.escape(run['host'])}" if run.get("host") else "")
+        + (f" GPU {html.escape(str(run['gpu']))}" if run.get("host") and run.get("gpu") else "")
         + "</p>"
     )
     error = f"<p style='color:#c62828'>{html.escape(run['error'])}</p>" if run.get("error") else ""

@@ -42,6 +42,10 @@ def add_slot_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gpus", metavar="LIST",
                        help="GPUs to use, e.g. 0,2 (default: [scheduler] in settings.toml, else "
                        "$CUDA_VISIBLE_DEVICES, else every GPU NVML sees, else 1 CPU slot)")
+    group.add_argument("--ray", metavar="ADDRESS",
+                       help="run the jobs on a Ray cluster, one per free GPU of any node: the head's address "
+                       "(HOST:6379), or auto for a cluster started on this box (default: [scheduler] backend "
+                       "in settings.toml; see docs/cluster.md)")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -71,9 +75,11 @@ def describe_submit(grid_path: str, result: SubmitResult) -> str:
 
 
 def run_batch(workspace: Workspace, args: argparse.Namespace) -> int:
+    from blueno import cluster
     from blueno.scheduler import active_scheduler
 
-    slots = configured_slots(workspace, gpus=args.gpus, slots=args.slots)
+    on_cluster = not (args.gpus or args.slots) and cluster.cluster_settings(workspace, args.ray) is not None
+    slots = [] if on_cluster else configured_slots(workspace, gpus=args.gpus, slots=args.slots)
     workspace.ensure()
     other = active_scheduler(workspace)
     if other is not None:
@@ -91,10 +97,17 @@ def run_batch(workspace: Workspace, args: argparse.Namespace) -> int:
         from blueno import elastic
 
         sync = None if args.no_sync else elastic.start_background_sync(workspace, store)
-        display = Display(store, experiment_ids, slots=[s.name for s in slots], out=sys.stdout)
+        backend = cluster.connect(workspace, args.ray) if on_cluster else None
+        if backend is not None:
+            print(f"on the Ray cluster at {backend.address}: {backend.capacity()} slots", flush=True)
+        display = Display(store, experiment_ids, slots=[s.name for s in slots] if slots else None, out=sys.stdout)
         mode = "batch" if grid is not None else SERVICE_MODE
-        scheduler = Scheduler(workspace, slots, mode=mode, on_event=display.on_event)
-        interrupted = _run_with_signals(scheduler, display, until_empty=grid is not None)
+        scheduler = Scheduler(workspace, slots, mode=mode, on_event=display.on_event, backend=backend)
+        try:
+            interrupted = _run_with_signals(scheduler, display, until_empty=grid is not None)
+        finally:
+            if backend is not None:
+                backend.close()
         if sync is not None:
             sync.drain(wait=10.0)  # the last runs, before we exit; what can't go now stays in the outbox
             sync.stop()
@@ -174,7 +187,7 @@ class Display:
     """Live progress in the terminal: on a TTY a rich bar for the grid and a line per slot, redrawn in
     place; otherwise (piped, logged) plain lines, one per event, in the formats scripts read."""
 
-    def __init__(self, store: Store, experiment_ids: list[int], slots: list[str], out: TextIO) -> None:
+    def __init__(self, store: Store, experiment_ids: list[int], slots: list[str] | None, out: TextIO) -> None:
         self.store = store
         self.experiment_ids = experiment_ids
         self.slots = slots
@@ -248,7 +261,7 @@ class Display:
         elapsed = time.monotonic() - self._started
         lines = [f"[{'#' * filled}{'.' * (width - filled)}] {done}/{size}  {counts}  ({elapsed:.0f}s)"]
         busy = {p.slot: p for p in snap.running}
-        for slot in self.slots:
+        for slot in self.slots if self.slots is not None else sorted(busy):  # None: a cluster's changing slots
             p = busy.get(slot)
             if p is None:
                 lines.append(f"  {slot}: idle")

@@ -64,8 +64,9 @@ def cmd_ls(workspace: Workspace, args: argparse.Namespace) -> int:
         print("no jobs" + ("" if args.all else " waiting or running (--all shows finished ones)"))
         return 0
     rows = [
-        (job.id, job.run_id, job.experiment_id, job.state, job.model, job.priority, job.attempt,
-         f"{job.epoch}/{job.epochs}" if job.epochs else job.epoch, job.slot if job.state == "running" else None,
+        (job.id, job.run_id, job.experiment_id, job.shown_state, job.model, job.priority, job.attempt,
+         f"{job.epoch}/{job.epochs}" if job.epochs else job.epoch,
+         job.slot if job.state == "running" and not job.placing else None,
          _age(job.claimed) if job.state == "running" else None, (job.error or "")[:60])
         for job in jobs
     ]

@@ -597,3 +597,23 @@ def pull_run_model(workspace: Workspace, store: Store, run_id: int, *, task: Tas
         if not (dest.is_file() and file_crc32c(dest) == blob.crc32c):
             _download_verified(blob, dest, blob.crc32c, blob.size, ensure_task(task))
     return dest
+
+
+def download_version(workspace: Workspace, folder: Path, base_url: str, name: str, version: str,
+                     manifest: dict[str, Any], *, workers: int = WORKERS) -> list[str]:
+    """A version's files from ``gs://…`` into ``folder`` (a cluster node's cache), each crc32c-checked.
+
+    Only files missing or different travel; nothing is registered (the node
+    has no workspace database).  Credentials are the node's own: ``workspace``
+    is the node's copy, so Application Default Credentials or the emulator.
+    """
+    unsafe = [f["path"] for f in manifest["files"] if not _is_relative_inside(f["path"])]
+    if unsafe:
+        raise BluenoError(f"the manifest of {name}@{version} lists paths outside the dataset folder "
+                          f"({unsafe[0]!r}); refusing to download it.")
+    location = parse_url(base_url)
+    with _errors(f"download {location.url(name, version)}"):
+        bucket = client(workspace).bucket(location.bucket)
+        fetched = _download_into(bucket, location.key(name, version), folder, manifest, ensure_task(None), workers)
+    write_manifest(folder, manifest)
+    return fetched

@@ -1,4 +1,4 @@
-"""The main window: the four views, the status bar, shortcuts, and remembered state."""
+"""The main window: the five views, the status bar, shortcuts, and remembered state."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from PySide6.QtCore import Qt
 from gui.main_window import MainWindow
 
 
-def test_that_the_window_opens_on_an_empty_workspace_with_four_views(window: MainWindow) -> None:
+def test_that_the_window_opens_on_an_empty_workspace_with_five_views(window: MainWindow) -> None:
     titles = [window.tabs.tabText(i).replace("&", "") for i in range(window.tabs.count())]
-    assert titles == ["Datasets", "Grid builder", "Queue", "Runs"]
+    assert titles == ["Datasets", "Grid builder", "Queue", "Runs", "Nodes"]
 
 
 def test_that_ctrl_number_switches_views(qtbot, window: MainWindow) -> None:
