@@ -529,3 +529,45 @@ def test_that_a_runs_second_sync_wins_whatever_the_clock_says(
     SyncWorker(workspace, store, fast_config(server.url)).drain()
     (doc,) = server.docs("blueno-runs*").values()
     assert doc["epochs_done"] == 99
+
+
+def test_that_the_scheduler_process_syncs_kept_trainings_and_one_sender_runs_at_a_time(
+        store: Store, server: EsTestServer, workspace: Workspace) -> None:
+    """The app's Start launches a syncing scheduler: a window's sync and its never send at once, and
+    results written after the window closed still reach Elasticsearch (not left in the outbox)."""
+    from blueno import service
+    from blueno.elastic.sync import SYNC_LOCK, background_sync_held
+
+    workspace.settings_path.write_text(
+        f'[scheduler]\nslots = 1\n[elasticsearch]\nurls = ["{server.url}"]\npoll_s = 0.05\n')
+    window = start_background_sync(workspace, store)  # the window opened first: it syncs
+    assert window is not None
+    wait_until(lambda: window.active, timeout=10, message="the window's sync took the lock")
+    process = service.start_scheduler(workspace)  # what the window's Start does
+    try:
+        add_runs(store, 2)
+        wait_until(lambda: not outbox_rows(store), timeout=20)
+        assert window.active  # the scheduler's sync stood by meanwhile: one sender
+        window.stop()  # the window closes, training kept in the background
+        lock = workspace.root / SYNC_LOCK
+        wait_until(lambda: lock.read_text().strip() == str(process.pid), timeout=30,
+                   message="the scheduler process took over the sync")
+        add_runs(store, 3)
+        wait_until(lambda: not outbox_rows(store), timeout=30, message="the scheduler sent the new results")
+        assert len(set(run_ids(server))) == 5
+        reopened = start_background_sync(workspace, store)  # a new window while the scheduler syncs
+        assert reopened is not None
+        try:
+            add_runs(store, 1)
+            wait_until(lambda: not outbox_rows(store), timeout=30)
+            assert not reopened.active and background_sync_held(workspace)  # it stood by
+        finally:
+            reopened.stop()
+        assert len(set(run_ids(server))) == 6
+        service.control_scheduler(workspace, "stop")
+        assert process.wait(timeout=60) == 0
+    finally:
+        window.stop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
