@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blueno import datasets, resource
+from blueno import actions, datasets, resource
 from blueno.grid import load_grid
 from blueno.grid_data import check_data_fits
 from blueno.queue import JobQueue, SubmitResult
@@ -24,7 +24,7 @@ def queue_demo(workspace: Workspace, store: Store, grid_path: Path = DEMO_GRID) 
     datasets.make_demo(workspace, store)
     grid = load_grid(grid_path, workspace=workspace)
     check_data_fits(store, workspace, grid, source=str(grid_path))
-    return JobQueue(store).submit(grid, resolve=lambda ref: datasets.resolve(store, workspace, ref).ref)
+    return JobQueue(store).submit(grid, resolve=actions.dataset_resolver(store, workspace))
 
 
 def workspace_state(store: Store) -> dict[str, int]:

@@ -268,7 +268,7 @@ def parse_grid(
 
 
 def zoo_models(workspace: Workspace | None = None) -> dict[str, ModelSpec]:
-    """The built-in models, those registered so far, and the workspace's own (``zoo/*.py``)."""
+    """The built-in models and the workspace's own (``zoo/*.py``)."""
     from blueno import zoo
 
     return zoo.load(workspace)

@@ -386,8 +386,7 @@ def train(workspace: Workspace, spec_: dict[str, Any], writer: events.EventWrite
     """Everything between a valid job spec and a reported result."""
     job = job_from_spec(spec_)
     config = job.config
-    zoo.load(workspace)
-    spec = zoo.get(config["model"])
+    spec = zoo.registry(workspace).get(config["model"])
     params = zoo.resolve_params(spec, config.get("params") or {})
     if spec_.get("dataset_error") or not spec_.get("dataset"):
         raise BluenoError(spec_.get("dataset_error") or f"job {job.id} names no dataset: zoo models train on one")

@@ -10,11 +10,14 @@ users add their own in ``<workspace>/transforms/*.py``::
     def invert(batch: np.ndarray, *, maximum: float = 1.0) -> np.ndarray:
         return maximum - batch
 
-``blueno.datasets.derive`` applies them with lineage and caching.  This package
+``etl.registry(folder)`` holds the built-ins and one folder's own transforms
+(loaded once per change of its files); ``etl.get``/``etl.names`` are the
+built-ins.  ``blueno.datasets.derive`` applies them with lineage and caching.  This package
 depends on numpy (and scipy for resize) only: no Blueno, no Qt.
 """
 
 from etl import builtin  # noqa: F401  (registers the built-in transforms)
-from etl.registry import Transform, TransformError, check_step, get, load_user_transforms, names, transform
+from etl.plugins import Registry
+from etl.registry import Transform, TransformError, check_step, get, names, registry, transform
 
-__all__ = ["Transform", "TransformError", "check_step", "get", "load_user_transforms", "names", "transform"]
+__all__ = ["Registry", "Transform", "TransformError", "check_step", "get", "names", "registry", "transform"]

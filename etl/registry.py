@@ -17,13 +17,15 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from etl.plugins import load_changed
+from etl import plugins
+from etl.plugins import Registry
 
 Fit = Callable[[Iterable[np.ndarray], dict[str, Any]], dict[str, Any]]
 
@@ -86,12 +88,24 @@ class Transform:
                                  f"{type(exc).__name__}: {exc}") from exc
 
 
-_REGISTRY: dict[str, Transform] = {}
-_loading_code: str | None = None  # set while a workspace file is being executed
+def _unknown(name: str, known: list[str]) -> TransformError:
+    return TransformError(
+        f"unknown transform {name!r}; known: {', '.join(known)}. Your own go in "
+        "<workspace>/transforms/*.py, decorated with @etl.transform"
+    )
+
+
+# The built-in transforms; a workspace's own are in ``registry(folder)``, over these.
+BUILTINS: Registry[Transform] = Registry("transforms", missing=_unknown)
+_loading_code: ContextVar[str | None] = ContextVar("blueno_transform_code", default=None)  # file being run
 
 
 def transform(name: str | None = None, *, fit: Fit | None = None) -> Callable[[Callable], Callable]:
-    """Decorator: register ``fn`` under ``name`` (default: its own name)."""
+    """Decorator: register ``fn`` under ``name`` (default: its own name).
+
+    In a workspace's ``transforms/*.py`` it goes to that workspace's registry
+    only; elsewhere to the built-ins.
+    """
 
     def register(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         key = name or fn.__name__
@@ -102,59 +116,56 @@ def transform(name: str | None = None, *, fit: Fit | None = None) -> Callable[[C
             for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
         }
         doc = inspect.getdoc(fn) or ""
-        _REGISTRY[key] = Transform(key, fn, params, fit, _loading_code, doc.splitlines()[0] if doc else "")
+        entry = Transform(key, fn, params, fit, _loading_code.get(), doc.splitlines()[0] if doc else "")
+        plugins.target("transforms", BUILTINS).add(key, entry)
         return fn
 
     return register
 
 
+def registry(folder: Path | None = None) -> Registry[Transform]:
+    """The built-in transforms plus those of ``folder``'s ``*.py`` files (a workspace's
+    ``transforms/``), run again only when those files change."""
+    if folder is None:
+        return BUILTINS
+    return plugins.load("transforms", Path(folder), BUILTINS, _run_transform_file)
+
+
 def names() -> list[str]:
-    return sorted(_REGISTRY)
+    """The built-in transforms' names."""
+    return BUILTINS.names()
 
 
 def get(name: str) -> Transform:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise TransformError(
-            f"unknown transform {name!r}; known: {', '.join(names())}. Your own go in "
-            "<workspace>/transforms/*.py, decorated with @etl.transform"
-        ) from None
+    """A built-in transform (a workspace's own: ``registry(folder).get(name)``)."""
+    return BUILTINS.get(name)
 
 
 def check_step(name: str, params: Mapping[str, Any], workspace_root: Path | None = None) -> str | None:
     """Why this step cannot run, or None (the grid checks steps with it before queueing)."""
-    if workspace_root is not None:
-        load_user_transforms(Path(workspace_root) / "transforms")
     try:
-        get(name).check(params)
+        found = registry(Path(workspace_root) / "transforms" if workspace_root is not None else None)
+        found.get(name).check(params)
     except TransformError as exc:
         return str(exc)
     return None
 
 
-def load_user_transforms(folder: Path) -> list[str]:
-    """Run every ``*.py`` in ``folder`` so its ``@transform`` functions register; returns their names."""
-    before = dict(_REGISTRY)
-    load_changed("transforms", folder, _run_transform_file)  # once per change of the files
-    return sorted(n for n, t in _REGISTRY.items() if before.get(n) is not t)
-
-
 def _run_transform_file(path: Path) -> None:
-    global _loading_code
     source = path.read_bytes()
-    module_name = f"blueno_user_transforms.{path.stem}"
+    module_name = f"{plugins.module_prefix('transforms', path.parent)}.{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    _loading_code = hashlib.sha256(source).hexdigest()[:12]
+    token = _loading_code.set(hashlib.sha256(source).hexdigest()[:12])
     try:
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
     except Exception as exc:
+        sys.modules.pop(module_name, None)
         raise TransformError(f"{path} failed to load: {type(exc).__name__}: {exc}") from None
     finally:
-        _loading_code = None
+        _loading_code.reset(token)
 
 
 # -- parameter types ------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.evaluation_models import to_qimage
 from gui.table_model import ROW_ROLE, Column, Row, RowsTableModel
-from gui.transform_params import QtDeriveDialog
+from gui.transform_params import QtDeriveDialog, workspace_transforms
 from gui.workers import Fetcher, submit
 
 PREVIEW_PER_CLASS = 4
@@ -544,7 +544,7 @@ class QtDatasetsView(QWidget):
         version = self.selected()
         if version is None:
             return
-        dialog = QtDeriveDialog(version.ref, self)
+        dialog = QtDeriveDialog(version.ref, self, workspace_transforms(self._workspace))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.accepted.connect(lambda: self._derive(version, *dialog.chosen()))
         self.derive_dialog = dialog  # the open dialog, for tests

@@ -43,7 +43,7 @@ from blueno.store import Store
 from blueno.workspace import Workspace
 from blueno.zoo.base import TRAINING_PARAMS, Hyperparam
 from gui.formatting import format_duration
-from gui.transform_params import TransformParamsForm
+from gui.transform_params import TransformParamsForm, workspace_transforms
 from gui.workers import Fetcher, submit
 
 VALIDATE_DELAY_MS = 150
@@ -354,13 +354,12 @@ class QtGridBuilder(QWidget):
         return holder
 
     def _preprocessing_boxes(self) -> QWidget:
-        import etl
-
+        transforms = workspace_transforms(self._workspace)
         boxes = [QCheckBox("none", self)]
         boxes[0].setChecked(True)
-        for name in etl.names():
+        for name in transforms.names():
             boxes.append(QCheckBox(name, self))
-            boxes[-1].setToolTip(etl.get(name).doc or name)
+            boxes[-1].setToolTip(transforms.get(name).doc or name)
         for box in boxes:
             self.preprocessing[box.text()] = box
             box.toggled.connect(self._changed)
@@ -370,10 +369,10 @@ class QtGridBuilder(QWidget):
         layout = QVBoxLayout(column)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(holder)
-        for name in etl.names():  # each checked transform's parameters, from what it declares
+        for name in transforms.names():  # each checked transform's parameters, from what it declares
             group = QGroupBox(f"{name} parameters", self)
             group_layout = QVBoxLayout(group)
-            form = TransformParamsForm(name, group)
+            form = TransformParamsForm(name, group, transforms)
             form.changed.connect(self._changed)
             problem = QLabel(group)
             problem.setStyleSheet(ERROR_STYLE)

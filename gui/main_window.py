@@ -49,6 +49,9 @@ def read_status(store: Store) -> dict[str, Any]:
 def start_sync(workspace: Workspace, store: Store) -> Any:
     """The Elasticsearch sync thread when the settings name a server, else None (worker thread).
 
+    While a scheduler process syncs the workspace (it holds the sync lock), this thread only
+    stands by, and takes over when that process ends: one sender at a time, nothing left behind.
+
     It runs in this process, so it runs at the pool's lower priority too.
     """
     from blueno import elastic

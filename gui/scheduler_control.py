@@ -116,7 +116,9 @@ class SchedulerControl(QObject):
             return
         self._pending = "starting"
         self._set(SchedulerStatus("starting"))
-        submit(service.start_scheduler, self._workspace, sync=False, on_done=self._started,
+        # It syncs to Elasticsearch itself (when configured), so results of trainings kept running
+        # after the window closes go out; the window's own sync thread stands by while it does.
+        submit(service.start_scheduler, self._workspace, on_done=self._started,
                on_error=self._start_failed)
 
     def _started(self, process: subprocess.Popen) -> None:

@@ -13,7 +13,7 @@ and by the datasets view's Derive… dialog.
 from __future__ import annotations
 
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -28,7 +28,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+if TYPE_CHECKING:
+    from blueno.workspace import Workspace
+    from etl import Registry
+
 ERROR_STYLE = "color: #c62828"
+
+
+def workspace_transforms(workspace: Workspace) -> Registry:
+    """The built-in transforms and the workspace's own; the built-ins alone while one of its files
+    fails to load (checking the grid or deriving names that file and its error)."""
+    import etl
+
+    try:
+        return etl.registry(workspace.transforms_dir)
+    except etl.TransformError:
+        return etl.registry()
 
 
 def _hint_text(hint: Any) -> str:
@@ -63,11 +78,11 @@ class TransformParamsForm(QWidget):
 
     changed = Signal()
 
-    def __init__(self, name: str, parent: QWidget | None = None) -> None:
+    def __init__(self, name: str, parent: QWidget | None = None, transforms: Registry | None = None) -> None:
         import etl
 
         super().__init__(parent)
-        self.transform = etl.get(name)
+        self.transform = (transforms or etl.registry()).get(name)
         self.fields: dict[str, QLineEdit | QCheckBox] = {}
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
@@ -130,14 +145,16 @@ class TransformParamsForm(QWidget):
 class QtDeriveDialog(QDialog):
     """Choose a transform and fill in its parameters (Derive… in the datasets view)."""
 
-    def __init__(self, ref: str, parent: QWidget | None = None) -> None:
+    def __init__(self, ref: str, parent: QWidget | None = None, transforms: Registry | None = None) -> None:
+        """``transforms``: the workspace's (``etl.registry(workspace.transforms_dir)``); default the built-ins."""
         import etl
 
         super().__init__(parent)
+        self._transforms = transforms or etl.registry()
         self.setWindowTitle(f"Derive a dataset from {ref}")
         self.setMinimumWidth(440)
         self.transform = QComboBox(self)
-        self.transform.addItems(etl.names())
+        self.transform.addItems(self._transforms.names())
         self.doc = QLabel(self)
         self.doc.setWordWrap(True)
         self.holder = QVBoxLayout()
@@ -164,7 +181,7 @@ class QtDeriveDialog(QDialog):
         if self.form is not None:
             self.form.setParent(None)
             self.form.deleteLater()
-        self.form = TransformParamsForm(name, self)
+        self.form = TransformParamsForm(name, self, self._transforms)
         self.form.changed.connect(self._check)
         self.holder.addWidget(self.form)
         self.doc.setText(self.form.transform.doc or name)

@@ -286,8 +286,7 @@ def test_that_a_slow_server_times_out_and_nothing_is_lost(store: Store, server: 
     assert result.error is not None and "no answer" in result.error
     assert status(store).pending == 3 and "no answer" in (status(store).last_error or "")
     server.faults.slow_s = 0
-    time.sleep(0.1)  # the back-off
-    worker.drain(wait=2)
+    worker.drain(wait=2)  # waits out the rows' back-off itself
     assert len(set(run_ids(server))) == 3 and outbox_rows(store) == 0
 
 
@@ -372,15 +371,14 @@ def test_that_a_server_down_for_a_200_run_grid_loses_nothing(store: Store, serve
         add_runs(store, 20)
         result = worker.drain()
         assert result.error is not None and "cannot reach" in result.error and result.parked == 0
-        time.sleep(0.02)
+        time.sleep(0.02)  # pacing, the scenario itself: the grid's waves end apart while the server is away
     state = status(store)
     assert state.pending == 200 and state.parked == 0
     # An outage is not the documents' fault: it never counts towards parking them.
     assert store.query_one("SELECT max(attempts) FROM outbox")[0] == 0
     assert "200 pending, last error: cannot reach" in state.summary()
     server.up()
-    time.sleep(0.05)
-    worker.drain(wait=5)
+    worker.drain(wait=5)  # waits out the rows' back-off itself
     ids = run_ids(server)
     print(f"\nserver down for 200 runs, then up: {len(ids)} run documents, {len(set(ids))} distinct runs")
     assert len(ids) == len(set(ids)) == 200
@@ -485,12 +483,10 @@ def test_that_no_credential_reaches_logs_the_database_or_documents(
         es.down()
         assert "cannot reach" in (worker.drain().error or "")
         es.up()
-        time.sleep(0.05)
-        worker.drain(wait=2)
+        worker.drain(wait=2)  # waits out the rows' back-off itself
         wrong = SyncWorker(workspace, store, EsConfig(urls=(es.url,), api_key=secret[::-1]))
         add_runs(store, 1)
-        time.sleep(0.05)
-        assert "401" in (wrong.drain().error or "")
+        assert "401" in wait_until(lambda: wrong.drain().error, timeout=10, message="the wrong key's error")
         cli_main(["--home", str(workspace.root), "sync", "es", "--status"])
     finally:
         for logger, level in zip(loggers, levels, strict=True):
@@ -529,3 +525,45 @@ def test_that_a_runs_second_sync_wins_whatever_the_clock_says(
     SyncWorker(workspace, store, fast_config(server.url)).drain()
     (doc,) = server.docs("blueno-runs*").values()
     assert doc["epochs_done"] == 99
+
+
+def test_that_the_scheduler_process_syncs_kept_trainings_and_one_sender_runs_at_a_time(
+        store: Store, server: EsTestServer, workspace: Workspace) -> None:
+    """The app's Start launches a syncing scheduler: a window's sync and its never send at once, and
+    results written after the window closed still reach Elasticsearch (not left in the outbox)."""
+    from blueno import service
+    from blueno.elastic.sync import SYNC_LOCK, background_sync_held
+
+    workspace.settings_path.write_text(
+        f'[scheduler]\nslots = 1\n[elasticsearch]\nurls = ["{server.url}"]\npoll_s = 0.05\n')
+    window = start_background_sync(workspace, store)  # the window opened first: it syncs
+    assert window is not None
+    wait_until(lambda: window.active, timeout=10, message="the window's sync took the lock")
+    process = service.start_scheduler(workspace)  # what the window's Start does
+    try:
+        add_runs(store, 2)
+        wait_until(lambda: not outbox_rows(store), timeout=20)
+        assert window.active  # the scheduler's sync stood by meanwhile: one sender
+        window.stop()  # the window closes, training kept in the background
+        lock = workspace.root / SYNC_LOCK
+        wait_until(lambda: lock.read_text().strip() == str(process.pid), timeout=30,
+                   message="the scheduler process took over the sync")
+        add_runs(store, 3)
+        wait_until(lambda: not outbox_rows(store), timeout=30, message="the scheduler sent the new results")
+        assert len(set(run_ids(server))) == 5
+        reopened = start_background_sync(workspace, store)  # a new window while the scheduler syncs
+        assert reopened is not None
+        try:
+            add_runs(store, 1)
+            wait_until(lambda: not outbox_rows(store), timeout=30)
+            assert not reopened.active and background_sync_held(workspace)  # it stood by
+        finally:
+            reopened.stop()
+        assert len(set(run_ids(server))) == 6
+        service.control_scheduler(workspace, "stop")
+        assert process.wait(timeout=60) == 0
+    finally:
+        window.stop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()

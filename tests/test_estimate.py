@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from training_helpers import threes_and_eights
 
-from blueno import datasets
+from blueno import actions
 from blueno.estimate import estimate, makespan, measurements, plan_grid, plan_queue
 from blueno.grid import parse_grid
 from blueno.queue import JobQueue
@@ -22,7 +22,7 @@ def run_grid_with_known_times(workspace, store: Store, dataset: str, startup: fl
     """Queue a two-run grid and record it as the scheduler would: started, one loss per epoch, ended."""
     queue = JobQueue(store)
     grid = parse_grid(grid_text(dataset, epochs), workspace=workspace)
-    queue.submit(grid, resolve=lambda ref: datasets.resolve(store, workspace, ref).ref)
+    queue.submit(grid, resolve=actions.dataset_resolver(store, workspace))
     for number in range(2):
         job = queue.claim(f"cpu{number}", None, "h", 1)
         t0 = 1000.0 * (number + 1)
@@ -73,7 +73,7 @@ def test_that_the_queue_estimate_shrinks_as_runs_finish(workspace, store) -> Non
     run_grid_with_known_times(workspace, store, dataset, startup=6.0, per_epoch=2.0, epochs=3)
     queue = JobQueue(store)
     queue.submit(parse_grid(grid_text(dataset, 5, units="[8, 24, 40]"), workspace=workspace),
-                 resolve=lambda ref: datasets.resolve(store, workspace, ref).ref)
+                 resolve=actions.dataset_resolver(store, workspace))
     before = estimate(store, plan_queue(store), slots=1)
     assert before is not None and before.seconds == pytest.approx(3 * 16.0)
     job = queue.claim("cpu0", None, "h", 1)

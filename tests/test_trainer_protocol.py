@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from standin_model import STANDIN_COMMAND, standin_grid
 
-from blueno import datasets, metrics
+from blueno import actions, datasets, metrics
 from blueno.grid import GridError, load_grid, parse_grid
 from blueno.queue import JobQueue, JobState
 from blueno.scheduler import Scheduler, Slot
@@ -173,7 +173,7 @@ def test_that_a_keras_zoo_trainer_records_everything_without_touching_the_databa
     datasets.make_demo(workspace, store)
     grid = parse_grid('name = "guarded"\ndataset = "digits"\n[params]\nepochs = 2\nbatch_size = 64\n'
                       '[models.mlp]\nhidden_units = 8\n', source="<guarded>")
-    (job_id,) = queue.submit(grid, resolve=lambda ref: datasets.resolve(store, workspace, ref).ref).added
+    (job_id,) = queue.submit(grid, resolve=actions.dataset_resolver(store, workspace)).added
     lock_database(workspace)
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from standin_model import STANDIN_COMMAND, standin_grid
+from waiting import wait_until
 
 from blueno import scheduler as scheduler_module
 from blueno.queue import JobQueue, JobState
@@ -31,12 +32,7 @@ with Workspace(Path({home!r})).open_store() as store:
 
 
 def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not reached in time")
+    return wait_until(predicate, timeout=timeout, interval=0.01)  # the shared polling helper (tests/waiting.py)
 
 
 def test_that_a_job_queued_by_another_process_is_started_by_the_poke(workspace: Workspace, queue, ledger,

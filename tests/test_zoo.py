@@ -90,7 +90,7 @@ def test_that_user_models_in_the_workspace_zoo_are_registered(workspace: Workspa
         ))
     """))
     assert "tiny_linear" in zoo.load(workspace)
-    assert zoo.get("tiny_linear").param("unused").default == 1
+    assert zoo.registry(workspace).get("tiny_linear").param("unused").default == 1
 
 
 SHAPES = {

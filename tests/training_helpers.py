@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import load_digits
 
-from blueno import datasets
+from blueno import actions
 from blueno.datasets.importing import import_path
 from blueno.grid import parse_grid
 from blueno.queue import JobQueue
@@ -31,7 +31,7 @@ def threes_and_eights(workspace: Workspace, store: Store) -> str:
 def submit(workspace: Workspace, store: Store, text: str) -> int:
     """Queue a grid exactly as ``blueno batch`` does; returns the experiment id."""
     grid = parse_grid(text, workspace=workspace)
-    result = JobQueue(store).submit(grid, resolve=lambda ref: datasets.resolve(store, workspace, ref).ref)
+    result = JobQueue(store).submit(grid, resolve=actions.dataset_resolver(store, workspace))
     assert result.experiment_id is not None and result.added
     return result.experiment_id
 

@@ -109,7 +109,8 @@ def run_batch(workspace: Workspace, args: argparse.Namespace) -> int:
             if backend is not None:
                 backend.close()
         if sync is not None:
-            sync.drain(wait=10.0)  # the last runs, before we exit; what can't go now stays in the outbox
+            if sync.active:  # else another process (the window) syncs and sends these too
+                sync.drain(wait=10.0)  # the last runs, before we exit; what can't go now stays in the outbox
             sync.stop()
             print(elastic.status(store).summary())
         display.finish()

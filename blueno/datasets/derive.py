@@ -46,8 +46,7 @@ BATCH = 256
 
 def load_transform(workspace: Workspace, name: str) -> etl.Transform:
     try:
-        etl.load_user_transforms(workspace.transforms_dir)
-        return etl.get(name)
+        return etl.registry(workspace.transforms_dir).get(name)
     except etl.TransformError as exc:
         raise BluenoError(str(exc)) from None
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -22,6 +24,56 @@ from blueno.workspace import Workspace
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = resource("elasticsearch")  # package data: present in a wheel, not only in a checkout
+SYNC_LOCK = ".es-sync.lock"  # held by the one process whose background thread syncs the workspace
+
+
+class SyncLock:
+    """An exclusive ``flock`` on ``<workspace>/.es-sync.lock``: one background sync per workspace.
+
+    The scheduler process and the window both start a background sync; only
+    the holder sends, the other stands by and takes over when the holder
+    ends (the kernel drops the lock however it ends), so results of
+    trainings kept running after the window closed still go out, and no two
+    loops send the same outbox at once.
+    """
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.path = workspace.root / SYNC_LOCK
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def try_acquire(self) -> bool:
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())  # who syncs, for a person looking
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def background_sync_held(workspace: Workspace) -> bool:
+    """Another process's background sync runs on this workspace now (it holds the sync lock)."""
+    probe = SyncLock(workspace)
+    if not probe.path.exists():
+        return False
+    if probe.try_acquire():
+        probe.release()
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -151,6 +203,12 @@ class SyncWorker:
         self._outages = 0  # request-level failures in a row: they set the pace, not the rows' attempts
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = SyncLock(workspace)
+
+    @property
+    def active(self) -> bool:
+        """This worker's thread is the workspace's syncing one (False: it stands by for another process's)."""
+        return self._lock.held
 
     @property
     def client(self) -> Elasticsearch:
@@ -357,12 +415,16 @@ class SyncWorker:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self._lock.release()
         if self._client is not None:
             self._client.close()
             self._client = None
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if not self._lock.try_acquire():  # another process syncs: stand by, take over when it ends
+                self._stop.wait(self.config.poll_s)
+                continue
             try:
                 result = self.run_once()
             except (sqlite3.Error, BluenoError, OSError) as exc:  # the database, not the server
@@ -386,7 +448,11 @@ class SyncWorker:
 
 
 def start_background_sync(workspace: Workspace, store: Store) -> SyncWorker | None:
-    """Start syncing in a thread when Elasticsearch is configured; None (and no thread) otherwise."""
+    """Start syncing in a thread when Elasticsearch is configured; None (and no thread) otherwise.
+
+    The thread sends only while it holds the workspace's sync lock (see
+    :class:`SyncLock`); while another process's does, it stands by.
+    """
     config = load_config(workspace)
     if config is None:
         return None

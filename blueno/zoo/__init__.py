@@ -1,8 +1,10 @@
 """The model zoo: built-in architectures, the workspace's own models, and their typed hyperparameters.
 
-``load(workspace)`` fills the registry; ``get(name)`` returns a
-:class:`ModelSpec` whose ``build`` imports Keras only when called, so the CLI
+``registry(workspace)`` holds the built-ins and that workspace's own models
+(another workspace's are not in it); ``registry(workspace).get(name)`` returns
+a :class:`ModelSpec` whose ``build`` imports Keras only when called, so the CLI
 and the GUI can list models and validate grids without TensorFlow.
+``get(name)`` is a built-in model.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from blueno.zoo.base import (
     TRAINING_PARAMS,
     Hyperparam,
     ModelSpec,
+    Registry,
     all_models,
+    builtins,
     get,
-    load_user_models,
     register,
+    user_models,
 )
 
 if TYPE_CHECKING:
@@ -30,12 +34,13 @@ __all__ = [
     "TRAINING_PARAMS",
     "Hyperparam",
     "ModelSpec",
+    "Registry",
     "all_models",
     "check_input",
     "get",
     "load",
-    "load_user_models",
     "register",
+    "registry",
     "resolve_params",
 ]
 
@@ -43,15 +48,15 @@ __all__ = [
 _RANKS = {"image": ((2, 3), "(H, W) or (H, W, C)"), "volume": ((3, 4), "(D, H, W) or (D, H, W, C)")}
 
 
-def load(workspace: Workspace | None = None) -> dict[str, ModelSpec]:
-    """Register the built-in models and, given a workspace, the ``*.py`` files in its ``zoo/``."""
-    from blueno.zoo.models import BUILTIN
+def registry(workspace: Workspace | None = None) -> Registry[ModelSpec]:
+    """The built-in models and, given a workspace, the models of the ``*.py`` files in its ``zoo/``
+    (run again only when those files change)."""
+    return builtins() if workspace is None else user_models(workspace.zoo_dir)
 
-    for spec in BUILTIN:
-        register(spec)
-    if workspace is not None:
-        load_user_models(workspace.zoo_dir)
-    return all_models()
+
+def load(workspace: Workspace | None = None) -> dict[str, ModelSpec]:
+    """Every model the workspace can train, by name (``registry(workspace).all()``)."""
+    return registry(workspace).all()
 
 
 def resolve_params(spec: ModelSpec, params: Mapping[str, Any]) -> dict[str, Any]:

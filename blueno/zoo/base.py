@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from blueno import BluenoError
+from etl import plugins
+from etl.plugins import Registry
 
 INPUT_KINDS = ("any", "image", "volume")
 
@@ -115,11 +117,20 @@ TRAINING_PARAMS: tuple[Hyperparam, ...] = (
                help="standard deviation of Gaussian noise added to inputs while training"),
 )
 
-_REGISTRY: dict[str, ModelSpec] = {}
+def _unknown(name: str, known: list[str]) -> BluenoError:
+    return BluenoError(f"unknown model {name!r}; the zoo has: {', '.join(known) or 'none'}")
+
+
+# The built-in models (and any registered outside a workspace's zoo/ files).
+BUILTINS: Registry[ModelSpec] = Registry("zoo", missing=_unknown)
 
 
 def register(spec: ModelSpec) -> ModelSpec:
-    """Add a model to the zoo (user models call this from a file in ``<workspace>/zoo``)."""
+    """Add a model to the zoo (user models call this from a file in ``<workspace>/zoo``).
+
+    While a workspace's ``zoo/`` files run, it goes to that workspace's
+    registry only; otherwise to the built-ins.
+    """
     if spec.input_kind not in INPUT_KINDS:
         raise BluenoError(f"model {spec.name!r}: input_kind must be one of {', '.join(INPUT_KINDS)}")
     training = {hp.name for hp in TRAINING_PARAMS}
@@ -130,25 +141,31 @@ def register(spec: ModelSpec) -> ModelSpec:
                 "every model has; rename it"
             )
         hp.check(hp.default)
-    _REGISTRY[spec.name] = spec
+    plugins.target("zoo", BUILTINS).add(spec.name, spec)
     return spec
 
 
-def load_user_models(zoo_dir: Path) -> list[str]:
-    """Import every ``*.py`` in ``zoo_dir``; each may call :func:`register`.
+def builtins() -> Registry[ModelSpec]:
+    """The built-in models, registered on first use (their modules import Keras only when building)."""
+    if "mlp" not in BUILTINS:
+        from blueno.zoo.models import BUILTIN
+
+        for spec in BUILTIN:
+            register(spec)
+    return BUILTINS
+
+
+def user_models(zoo_dir: Path) -> Registry[ModelSpec]:
+    """The built-ins plus the models that ``zoo_dir``'s ``*.py`` files register, loaded once per change.
 
     These are the user's own model files, run on purpose, as Python.  Grid
     files are never executed.
     """
-    from etl.plugins import load_changed  # the same once-per-change loading as user transforms
-
-    before = dict(_REGISTRY)
-    load_changed("zoo", zoo_dir, _run_model_file)
-    return sorted(n for n, spec in _REGISTRY.items() if before.get(n) is not spec)
+    return plugins.load("zoo", zoo_dir, builtins(), _run_model_file)
 
 
 def _run_model_file(path: Path) -> None:
-    module_name = f"blueno_user_zoo_{path.stem}"
+    module_name = f"{plugins.module_prefix('zoo', path.parent)}_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         return
@@ -162,12 +179,10 @@ def _run_model_file(path: Path) -> None:
 
 
 def get(name: str) -> ModelSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise BluenoError(f"unknown model {name!r}; the zoo has: {known}") from None
+    """A built-in model (a workspace's own: ``blueno.zoo.registry(workspace).get(name)``)."""
+    return builtins().get(name)
 
 
 def all_models() -> dict[str, ModelSpec]:
-    return dict(sorted(_REGISTRY.items()))
+    """The built-in models by name."""
+    return builtins().all()

@@ -9,7 +9,7 @@ from gui_helpers import add_runs
 from PySide6.QtCore import QItemSelectionModel, Qt
 from standin_model import STANDIN, standin_grid
 
-from blueno import datasets
+from blueno import actions, datasets
 from blueno.queue import JobQueue
 from gui.queue_view import JobsTableModel
 from gui.workers import wait_for_pool
@@ -103,7 +103,7 @@ def standin_workspace(workspace, store, monkeypatch):
 
 def test_that_the_in_process_scheduler_runs_enqueued_jobs_to_success(qtbot, window, store, standin_workspace):
     grid = standin_grid(3, dataset="digits", duration=0.3)
-    JobQueue(store).submit(grid, resolve=lambda ref: datasets.resolve(store, standin_workspace, ref).ref)
+    JobQueue(store).submit(grid, resolve=actions.dataset_resolver(store, standin_workspace))
     view = window.queue_view
     view.actions_by_name["start"].trigger()
     qtbot.waitUntil(lambda: window.scheduler.status.state == "running", timeout=10_000)
@@ -119,7 +119,7 @@ def test_that_the_in_process_scheduler_runs_enqueued_jobs_to_success(qtbot, wind
 
 def test_that_cancelling_a_running_job_stops_its_trainer(qtbot, window, store, standin_workspace) -> None:
     grid = standin_grid(1, dataset="digits", duration=60.0, steps=60)
-    JobQueue(store).submit(grid, resolve=lambda ref: datasets.resolve(store, standin_workspace, ref).ref)
+    JobQueue(store).submit(grid, resolve=actions.dataset_resolver(store, standin_workspace))
     view = window.queue_view
     view.actions_by_name["start"].trigger()
     qtbot.waitUntil(lambda: [r["state"] for r in view.model.rows()] == ["running"], timeout=15_000)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import collections
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import psutil
+from waiting import wait_until
 
 T = TypeVar("T")
 
@@ -27,14 +27,8 @@ def completions(path: Path) -> collections.Counter[int]:
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.02) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached in {timeout:.0f} s")
-        time.sleep(interval)
+    """The shared polling helper (tests/waiting.py), under the name this suite uses."""
+    return wait_until(predicate, timeout=timeout, interval=interval)
 
 
 def workspace_processes(root: Path) -> list[psutil.Process]:

@@ -14,7 +14,7 @@ import pytest
 from faults import alive, completions, wait_for
 from standin_model import STANDIN_COMMAND, standin_grid, standin_grid_text
 
-from blueno import datasets
+from blueno import actions
 from blueno.grid import parse_grid
 from blueno.queue import JobQueue, JobState
 from blueno.scheduler import Scheduler, Slot
@@ -50,9 +50,9 @@ def test_that_sigkilling_the_scheduler_20_times_during_200_jobs_loses_none_and_c
         queue = JobQueue(store)
         long_grid = parse_grid(standin_grid_text(long, name="long", dataset="digits", duration=2.0, steps=8),
                                source="<long>")
-        queue.submit(long_grid, resolve=lambda ref: datasets.resolve(store, batch_workspace, ref).ref)
+        queue.submit(long_grid, resolve=actions.dataset_resolver(store, batch_workspace))
         grid_ids = queue.submit(parse_grid(grid.read_text(), source=str(grid)),
-                                resolve=lambda ref: datasets.resolve(store, batch_workspace, ref).ref).added
+                                resolve=actions.dataset_resolver(store, batch_workspace)).added
         order = [job.id for job in queue.jobs()]
         rng.shuffle(order)
         for rank, job_id in enumerate(order):
@@ -60,6 +60,7 @@ def test_that_sigkilling_the_scheduler_20_times_during_200_jobs_loses_none_and_c
         started = time.monotonic()
         for round_ in range(rounds):
             batch = start_batch(batch_workspace, grid)
+            # The random moment of the kill is the scenario (not a wait for a condition): these sleeps stay.
             if round_ % 5 == 4:  # during start-up and recovery
                 time.sleep(rng.uniform(0.1, 1.5))
             else:  # while jobs are claimed, launched and ending
@@ -100,7 +101,7 @@ def test_that_trainers_outlive_a_sigkilled_scheduler_until_the_next_one_stops_th
         running = wait_for(lambda: len(jobs := [j for j in queue.jobs(JobState.RUNNING) if j.pid]) == 2 and jobs)
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=30)
-        time.sleep(1.0)
+        time.sleep(1.0)  # the scenario: a second with no scheduler, which they must survive (nothing to wait on)
         outlived = [job for job in running if alive(job.pid, job.pid_started)]
         assert len(outlived) == 2, "trainers of a SIGKILLed scheduler keep running (their own sessions)"
         assert all(job.state == JobState.RUNNING for job in queue.jobs())
@@ -139,7 +140,7 @@ def test_that_a_sigkilled_trainer_is_requeued_within_two_heartbeats_and_resumes_
         job = wait_for(lambda: (j := queue.get(job_id)).state == JobState.RUNNING and j.pid and j, timeout=60)
         checkpoint = workspace.run_dir(job.run_id) / "standin.json"
         wait_for(lambda: checkpoint.exists(), timeout=10)
-        time.sleep(rng.uniform(0.0, 0.8))
+        time.sleep(rng.uniform(0.0, 0.8))  # the scenario: a random moment after the checkpoint
         os.kill(job.pid, signal.SIGKILL)
         killed = time.monotonic()
         wait_for(lambda: (j := queue.get(job_id)).attempt > job.attempt or j.state != JobState.RUNNING,

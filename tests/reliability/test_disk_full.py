@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from blueno import datasets
+from blueno import actions, datasets
 from blueno.grid import parse_grid
 from blueno.queue import JobQueue, JobState
 from blueno.scheduler import Scheduler, Slot
@@ -46,7 +46,7 @@ hidden_units = {hidden_units}
 
 
 def submit(workspace: Workspace, store: Store, text: str) -> int:
-    resolve = lambda ref: datasets.resolve(store, workspace, ref).ref  # noqa: E731
+    resolve = actions.dataset_resolver(store, workspace)
     (job_id,) = JobQueue(store).submit(parse_grid(text, source="<disk-full>"), resolve=resolve).added
     return job_id
 
