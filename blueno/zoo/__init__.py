@@ -31,7 +31,9 @@ __all__ = [
     "Hyperparam",
     "ModelSpec",
     "all_models",
+    "check_fits",
     "check_input",
+    "fit_problem",
     "get",
     "load",
     "load_user_models",
@@ -46,8 +48,9 @@ _RANKS = {"image": ((2, 3), "(H, W) or (H, W, C)"), "volume": ((3, 4), "(D, H, W
 def load(workspace: Workspace | None = None) -> dict[str, ModelSpec]:
     """Register the built-in models and, given a workspace, the ``*.py`` files in its ``zoo/``."""
     from blueno.zoo.models import BUILTIN
+    from blueno.zoo.pretrained import PRETRAINED
 
-    for spec in BUILTIN:
+    for spec in (*BUILTIN, *PRETRAINED):
         register(spec)
     if workspace is not None:
         load_user_models(workspace.zoo_dir)
@@ -86,3 +89,30 @@ def check_input(spec: ModelSpec, sample_shape: tuple[int, ...], dataset: str = "
             f"shaped {tuple(sample_shape)}. Choose a model that takes this data (e.g. 'mlp', which "
             f"flattens any input), or add a preprocessing step that reshapes the samples to {wanted}."
         )
+
+
+def fit_problem(spec: ModelSpec, params: Mapping[str, Any], sample_shape: tuple[int, ...],
+                dataset: str = "the dataset") -> str | None:
+    """Why this model, with these resolved parameters, cannot take samples shaped so (None: it can).
+
+    Keras-free: the grid, the form and the trainer all ask it before anything runs.
+    """
+    try:
+        check_input(spec, sample_shape, dataset)
+    except BluenoError as exc:
+        return str(exc)
+    if spec.fits is not None:
+        problem = spec.fits(tuple(sample_shape), dict(params))
+        if problem:
+            return f"{problem} ({dataset})"
+    from blueno.zoo.knobs import knob_problem
+
+    return knob_problem(spec, params, tuple(sample_shape), dataset)
+
+
+def check_fits(spec: ModelSpec, params: Mapping[str, Any], sample_shape: tuple[int, ...],
+               dataset: str = "the dataset") -> None:
+    """Raise :class:`BluenoError` with :func:`fit_problem`'s reason, if there is one."""
+    problem = fit_problem(spec, params, sample_shape, dataset)
+    if problem:
+        raise BluenoError(problem)
