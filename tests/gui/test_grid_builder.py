@@ -151,6 +151,8 @@ def test_that_a_model_that_cannot_take_the_data_is_refused_in_the_form(qtbot, bu
     with pytest.raises(GridError, match="cnn3d cannot take this data"):
         submit_grid(workspace, store, str(path))
     assert JobQueue(store).counts().get("queued", 0) == 0
+
+
 def test_that_datasets_and_split_fractions_are_axes_in_the_form(qtbot, builder, tmp_path) -> None:
     assert builder.rows["split.validation"].mode.count() == 3  # default, fixed, list: what [split] takes
     set_row(builder, "split.validation", "list", "0.1, 0.2, 0.3")
