@@ -85,17 +85,17 @@ def test_that_optimizer_settings_reach_keras() -> None:
 def test_that_reduce_on_plateau_uses_its_factor_and_minimum(workspace: Workspace, store: Store) -> None:
     from test_trainer import FakeModel
 
-    from blueno.metrics import MetricsRecorder
+    from blueno import events
 
     job_id, run = add_job(store, job_config("mlp", "none@0"))
-    job = trainer.Job(job_id, 1, run, {})
     book_params = {"monitor": "val_loss", "epochs": 10, "early_stopping": 0, "reduce_lr_patience": 1,
                    "batch_size": 32, "reduce_lr_factor": 0.1, "reduce_lr_min": 0.002}
     state = trainer.TrainState(lr=0.1)
-    book = trainer.EpochBook(store, job, MetricsRecorder(store, run), trainer.Checkpoints(workspace.run_dir(run)),
-                             state, book_params, 64)
+    writer = events.EventWriter(events.FileSink(workspace.logs_dir / "book.events.jsonl"))
+    book = trainer.EpochBook(writer, trainer.Checkpoints(workspace.run_dir(run)), state, book_params, 64)
     model = FakeModel()
     for epoch, loss in enumerate([1.0, 1.0, 1.0, 1.0]):
+        book.epoch_begin(epoch)
         book.epoch_end(epoch, {"loss": loss, "val_loss": loss}, model)
     assert state.lr == pytest.approx(0.002) and model.optimizer.learning_rate == pytest.approx(0.002)
 
@@ -178,8 +178,9 @@ def test_that_a_pretrained_base_trains_from_a_local_weights_file(
     ref = import_path(workspace, store, tmp_path / "pairs.npz", name="pairs").version.ref
     job, run = add_job(store, job_config("mobilenetv2", ref, epochs=2, batch_size=8, alpha=0.35,
                                          weights=str(weights_file), freeze_base=True, fine_tune_after=1))
-    monkeypatch.setenv("BLUENO_HOME", str(workspace.root))
-    assert trainer.main([str(job), "1"]) == 0
+    from test_trainer import run_in_process
+
+    assert run_in_process(workspace, store, job, 1, monkeypatch) == 0
     assert "epoch 1: the pretrained base is unfrozen for fine-tuning" in capsys.readouterr().out
     assert store.query_one("SELECT state FROM jobs WHERE id = ?", (job,))["state"] == "succeeded"
     assert (workspace.run_dir(run) / "model.keras").is_file()

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from test_trainer import add_job, finish, job_config, start_trainer
+from test_trainer import add_job, finish, job_config, record, start_trainer
 
 from blueno import datasets, metrics
 from blueno.store import Store
@@ -40,7 +40,8 @@ def test_that_a_run_killed_after_epoch_k_and_resumed_repeats_the_uninterrupted_r
 ) -> None:
     ref = datasets.make_demo(workspace, store).ref
     job, straight = add_job(store, config(ref))
-    code, out = finish(start_trainer(workspace, job, 1))
+    code, out = finish(start_trainer(workspace, store, job, 1))
+    record(workspace, store, job, 1)
     assert code == 0, out
     expected, expected_weights = history(store, straight), weights(workspace, straight)
     assert len(expected["val_loss"]) == EPOCHS
@@ -48,13 +49,15 @@ def test_that_a_run_killed_after_epoch_k_and_resumed_repeats_the_uninterrupted_r
     stopped_after = []
     for k in (1, 3):
         job, run = add_job(store, config(ref))
-        process = start_trainer(workspace, job, 1)
+        process = start_trainer(workspace, store, job, 1)
         deadline = time.monotonic() + 120
-        while store.query_one("SELECT epoch FROM jobs WHERE id = ?", (job,))["epoch"] < k:
+        while record(workspace, store, job, 1) and \
+                store.query_one("SELECT epoch FROM jobs WHERE id = ?", (job,))["epoch"] < k:
             assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
             time.sleep(0.01)
         process.send_signal(signal.SIGKILL)
         code, out = finish(process)
+        record(workspace, store, job, 1)
         assert code == -signal.SIGKILL, out
         state = json.loads((workspace.run_dir(run) / "checkpoint" / "state.json").read_text())
         assert k <= state["epoch"] < EPOCHS, "killed too late to test a resume; make the epochs longer"
@@ -62,7 +65,8 @@ def test_that_a_run_killed_after_epoch_k_and_resumed_repeats_the_uninterrupted_r
 
         with store.write() as conn:  # what the scheduler does after a crash: requeue, claim again
             conn.execute("UPDATE jobs SET attempt = 2 WHERE id = ?", (job,))
-        code, out = finish(start_trainer(workspace, job, 2))
+        code, out = finish(start_trainer(workspace, store, job, 2))
+        record(workspace, store, job, 2)
         assert code == 0, out
         assert f"resuming after epoch {state['epoch']}" in out
 
