@@ -158,7 +158,7 @@ def test_that_freeze_base_leaves_the_base_weights_unchanged_after_an_epoch() -> 
 
 @pytest.mark.slow
 def test_that_a_pretrained_base_trains_from_a_local_weights_file(
-    workspace: Workspace, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    workspace: Workspace, store: Store, tmp_path: Path
 ) -> None:
     import keras
 
@@ -178,10 +178,13 @@ def test_that_a_pretrained_base_trains_from_a_local_weights_file(
     ref = import_path(workspace, store, tmp_path / "pairs.npz", name="pairs").version.ref
     job, run = add_job(store, job_config("mobilenetv2", ref, epochs=2, batch_size=8, alpha=0.35,
                                          weights=str(weights_file), freeze_base=True, fine_tune_after=1))
-    from test_trainer import run_in_process
+    from test_trainer import finish, record, start_trainer
 
-    assert run_in_process(workspace, store, job, 1, monkeypatch) == 0
-    assert "epoch 1: the pretrained base is unfrozen for fine-tuning" in capsys.readouterr().out
+    # A trainer process of its own, as the scheduler starts it (this process has TensorFlow set up already).
+    code, out = finish(start_trainer(workspace, store, job, 1), timeout=600)
+    record(workspace, store, job, 1)
+    assert code == 0, out
+    assert "epoch 1: the pretrained base is unfrozen for fine-tuning" in out
     assert store.query_one("SELECT state FROM jobs WHERE id = ?", (job,))["state"] == "succeeded"
     assert (workspace.run_dir(run) / "model.keras").is_file()
 
