@@ -131,12 +131,12 @@ def main() -> int:
 
         def pipeline() -> float:
             started = time.perf_counter()
-            for _batch in trainer.train_dataset(tf, x, y, indices, params, flip_axis=1):
+            for _batch in trainer.train_dataset(tf, x, y, indices, params):
                 pass
             return time.perf_counter() - started
 
         def fit() -> float:
-            data = trainer.train_dataset(tf, x, y, indices, params, flip_axis=1)
+            data = trainer.train_dataset(tf, x, y, indices, params)
             data = data.map(lambda b, t: (tf.expand_dims(b, -1), t))
             started = time.perf_counter()
             model.fit(data, epochs=1, verbose=0, shuffle=False)

@@ -31,6 +31,7 @@ from blueno import BluenoError
 from blueno.grid_toml import line_of, toml_value, write_toml
 from blueno.store import dumps
 from blueno.zoo.base import TRAINING_PARAMS, Hyperparam, ModelSpec
+from blueno.zoo.knobs import drop_defaults
 
 if TYPE_CHECKING:
     from blueno.workspace import Workspace
@@ -62,6 +63,14 @@ _FORMS_HELP = (
     "{ uniform = [lo, hi] }, { loguniform = [lo, hi] }, { randint = [lo, hi] }, { choice = [a, b] }"
 )
 _TRAINING = {hp.name: hp for hp in TRAINING_PARAMS}
+# The split fractions as the form shows them ([split] validation / test): a value, or a list that is an axis.
+SPLIT_AXES: tuple[Hyperparam, ...] = (
+    Hyperparam("validation", float, 0.2, low=0.01, high=0.9,
+               help="share of samples held out to pick the best epoch; a list varies it"),
+    Hyperparam("test", float, 0.0, low=0.0, high=0.9,
+               help="share held out of training and validation for a final unbiased measure (Runs → Evaluate "
+                    "on TEST split; chosen by sample id); default none; a list varies it"),
+)
 
 # A preprocessing chain: ``{"transform": name, "params": {...}}`` steps, applied in order.
 Chain = tuple[dict[str, Any], ...]
@@ -169,10 +178,10 @@ class Grid:
     source: str  # how messages name it: the path as given, or "<text>"
     text: str  # the TOML exactly as read (stored with the experiment)
     description: str
-    dataset: str
+    dataset: str  # the first dataset (the only one, unless the grid lists several)
     max_failures: int
     priority: int
-    split: Split
+    split: Split  # the first split (the only one, unless [split] lists fractions)
     search: Search
     models: tuple[str, ...]
     params: dict[str, ParamSpec]  # [params]: shared by every chosen model
@@ -182,6 +191,8 @@ class Grid:
     notes: tuple[str, ...] = ()  # what the user should know about the expansion (fewer draws than asked)
     command: tuple[str, ...] = ()  # a grid of the user's own command (blueno.grid_command)
     workdir: str | None = None  # as written in the grid
+    datasets: tuple[str, ...] = ()  # the dataset axis: every dataset the grid names
+    splits: tuple[Split, ...] = ()  # the split axis: every (validation, test) pair, one seed
 
     @property
     def count(self) -> int:
@@ -202,10 +213,16 @@ class Grid:
         doc: dict[str, Any] = {"name": self.name}
         if self.description:
             doc["description"] = self.description
-        doc |= {"dataset": self.dataset, "max_failures": self.max_failures, "priority": self.priority}
+        datasets = list(self.datasets) or [self.dataset]
+        doc |= {"dataset": datasets if len(datasets) > 1 else datasets[0], "max_failures": self.max_failures,
+                "priority": self.priority}
         if self.preprocessing != ((),):
             doc["preprocessing"] = [[_step_document(step) for step in chain] for chain in self.preprocessing]
         doc["split"] = self.split.as_dict()
+        for key in ("validation", "test"):
+            values = list(dict.fromkeys(getattr(split, key) for split in self.splits or (self.split,)))
+            if len(values) > 1:
+                doc["split"][key] = values
         doc["search"] = self.search.as_dict()
         doc["params"] = {name: spec.value for name, spec in self.params.items()}
         if self.command:
@@ -306,10 +323,10 @@ class _Parser:
         default_name = self.path.stem if self.path else "grid"
         name = self.text_value(doc, "name", default_name, 'name = "my-sweep"')
         description = self.text_value(doc, "description", "", 'description = "what this sweep tests"')
-        dataset = self.dataset(doc)
+        datasets = self.datasets(doc)
         max_failures = self.integer(doc, "max_failures", DEFAULT_MAX_FAILURES, 1, 100)
         priority = self.integer(doc, "priority", 0, -1_000_000, 1_000_000)
-        split = self.split(self.table(doc, "split", ("validation", "test", "seed")))
+        splits = self.splits(self.table(doc, "split", ("validation", "test", "seed")))
         search = self.search(self.table(doc, "search", ("mode", "samples", "seed")))
         chosen = self.models(doc.get("models", {}))
         shared = {
@@ -327,19 +344,21 @@ class _Parser:
         chains = self.chains(doc.get("preprocessing"))
         axes = {model: self.axes(self.zoo[model], shared, own[model]) for model in chosen}
         notes: tuple[str, ...] = ()
+        data = tuple(itertools.product(datasets, splits))  # the dataset and split axes, together
         if search.mode == "grid":
-            configs = self.expand(axes, chains, dataset, split)
+            configs = self.expand(axes, chains, data)
         else:
-            configs = self.sample(axes, chains, dataset, split, search)
+            configs = self.sample(axes, chains, data, search)
             if search.samples is not None and len(configs) < search.samples:
                 notes = (f"random search: {search.samples:,} samples give {len(configs):,} distinct "
                          "configurations (draws are rounded to 4 significant digits, randint to whole numbers, "
                          "lists are finite; repeats are dropped). Widen the ranges or ask for fewer samples.",)
         return Grid(
             name=name, path=self.path, source=self.source, text=self.text, description=description,
-            dataset=dataset, max_failures=max_failures, priority=priority, split=split, search=search,
+            dataset=datasets[0], max_failures=max_failures, priority=priority, split=splits[0], search=search,
             models=tuple(chosen), params=shared, model_params=own, preprocessing=chains, configs=configs,
             notes=notes,
+            datasets=datasets, splits=splits,
         )
 
     # -- top-level values ---------------------------------------------------------------------
@@ -352,16 +371,21 @@ class _Parser:
             self.fail(key, "the name is empty", f"name the sweep: {example}")
         return value
 
-    def dataset(self, doc: Mapping[str, Any]) -> str:
+    def datasets(self, doc: Mapping[str, Any]) -> tuple[str, ...]:
+        """The dataset axis: one reference, or a list of them (each one's runs are configurations)."""
         if "dataset" not in doc:
             self.fail("dataset", "the grid names no dataset",
                       'add dataset = "digits" (or "name@version"); `blueno data ls` lists them')
-        value = doc["dataset"]
-        if not isinstance(value, str) or not _DATASET_REF.fullmatch(value):
-            self.fail("dataset", f"{_show(value)} is not a dataset reference",
-                      'write a name of letters, digits, ".", "_" and "-", optionally @version, in quotes: '
-                      'dataset = "digits"')
-        return value
+        raw = doc["dataset"]
+        values = raw if isinstance(raw, list) else [raw]
+        if not values:
+            self.fail("dataset", "the list of datasets is empty", 'name at least one: dataset = ["digits"]')
+        for value in values:
+            if not isinstance(value, str) or not _DATASET_REF.fullmatch(value):
+                self.fail("dataset", f"{_show(value)} is not a dataset reference",
+                          'write a name of letters, digits, ".", "_" and "-", optionally @version, in quotes: '
+                          'dataset = "digits", or a list to vary it: dataset = ["digits", "digits-v2"]')
+        return tuple(dict.fromkeys(values))
 
     def integer(self, doc: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
         value = doc.get(key, default)
@@ -380,24 +404,31 @@ class _Parser:
                           f"{_did_you_mean(sub, keys)}[{key}] takes {', '.join(keys)}")
         return value
 
-    def split(self, table: Mapping[str, Any]) -> Split:
-        fractions = {}
+    def splits(self, table: Mapping[str, Any]) -> tuple[Split, ...]:
+        """The split axis: validation and test may each be a fraction or a list of fractions."""
+        fractions: dict[str, list[float]] = {}
         for key, default in (("validation", Split.validation), ("test", Split.test)):
-            value = table.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-                self.fail(f"split.{key}", f"{_show(value)} is not a fraction from 0 to below 1",
-                          f"use a number such as {key} = {default or 0.1} (the share of samples held out)")
-            fractions[key] = float(value)
-        if fractions["validation"] == 0:
+            raw = table.get(key, default)
+            if isinstance(raw, list) and not raw:
+                self.fail(f"split.{key}", "the list is empty", f"give at least one fraction, e.g. {key} = [0.1, 0.2]")
+            fractions[key] = []
+            for value in raw if isinstance(raw, list) else [raw]:
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+                    self.fail(f"split.{key}", f"{_show(value)} is not a fraction from 0 to below 1",
+                              f"use a number such as {key} = {default or 0.1} (the share of samples held out), "
+                              f"or a list to vary it: {key} = [0.1, 0.2, 0.3]")
+                fractions[key].append(float(value))
+            fractions[key] = list(dict.fromkeys(fractions[key]))
+        if 0 in fractions["validation"]:
             self.fail("split.validation", "no validation set: the best epoch could not be chosen",
                       "hold out a share of the samples, e.g. validation = 0.2")
-        if fractions["validation"] + fractions["test"] >= 1:
+        if max(fractions["validation"]) + max(fractions["test"]) >= 1:
             self.fail("split", "validation and test together leave no samples to train on",
                       "make validation + test less than 1, e.g. validation = 0.2, test = 0.1")
         seed = table.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
             self.fail("split.seed", f"{_show(seed)} is not a seed", "use a whole number >= 0, e.g. seed = 0")
-        return Split(fractions["validation"], fractions["test"], seed)
+        return tuple(Split(v, t, seed) for v in fractions["validation"] for t in fractions["test"])
 
     def search(self, table: Mapping[str, Any]) -> Search:
         mode = table.get("mode", "grid")
@@ -621,29 +652,30 @@ class _Parser:
 
     # -- expansion ----------------------------------------------------------------------------
 
-    def expand(self, axes: _Axes, chains: Sequence[Chain], dataset: str, split: Split) -> list[JobConfig]:
-        """Every combination, model by model, the last parameter varying fastest."""
-        total = _space(axes, chains)
+    def expand(self, axes: _Axes, chains: Sequence[Chain], data: Sequence[tuple[str, Split]]) -> list[JobConfig]:
+        """Every combination: dataset and split, then model by model, the last parameter varying fastest."""
+        total = _space(axes, chains) * len(data)
         if total > MAX_CONFIGS:
             self.fail("params", f"the grid expands to {total:,} configurations, more than {MAX_CONFIGS:,}",
                       'narrow the lists, or sample it: [search] mode = "random", samples = 200')
         configs: dict[str, JobConfig] = {}
-        for model, model_axes in axes.items():
-            base = _defaults(self.zoo[model])
-            names = list(model_axes)
-            for chain in chains:
-                for combo in itertools.product(*(model_axes[name].values for name in names)):
-                    params = base | dict(zip(names, combo, strict=True))
-                    config = JobConfig(model, params, dataset, chain, split)
-                    configs.setdefault(dumps(config.to_json()), config)
+        for dataset, split in data:
+            for model, model_axes in axes.items():
+                base = _defaults(self.zoo[model])
+                names = list(model_axes)
+                for chain in chains:
+                    for combo in itertools.product(*(model_axes[name].values for name in names)):
+                        params = drop_defaults(base | dict(zip(names, combo, strict=True)))
+                        config = JobConfig(model, params, dataset, chain, split)
+                        configs.setdefault(dumps(config.to_json()), config)
         return list(configs.values())
 
     def sample(
-        self, axes: _Axes, chains: Sequence[Chain], dataset: str, split: Split, search: Search
+        self, axes: _Axes, chains: Sequence[Chain], data: Sequence[tuple[str, Split]], search: Search
     ) -> list[JobConfig]:
         """``samples`` distinct draws (fewer when the space is smaller), reproducible by seed."""
         assert search.samples is not None
-        wanted = min(search.samples, _space(axes, chains))
+        wanted = min(search.samples, _space(axes, chains) * len(data))
         rng = random.Random(search.seed)
         models = list(axes)
         bases = {model: _defaults(self.zoo[model]) for model in models}
@@ -652,19 +684,21 @@ class _Parser:
         for _ in range(search.samples * _DRAWS_PER_SAMPLE):
             model = rng.choice(models)
             chain_index = rng.choice(range(len(chains)))  # the same draw as rng.choice(chains)
+            data_index = 0 if len(data) == 1 else rng.choice(range(len(data)))  # one dataset: draws as before
             drawn = {name: axis.draw(rng) for name, axis in axes[model].items()}
-            key: Any = (model, chain_index, tuple(drawn.items()))
+            key: Any = (model, chain_index, data_index, tuple(drawn.items()))
             try:
                 hash(key)
             except TypeError:  # a list value: fall back to the canonical JSON
-                key = dumps([model, chain_index, drawn])
+                key = dumps([model, chain_index, data_index, drawn])
             if key in configs:
                 stale += 1
                 if stale > max(_STALE_DRAWS, len(configs)):
                     break
                 continue
             stale = 0
-            configs[key] = JobConfig(model, bases[model] | drawn, dataset, chains[chain_index], split)
+            dataset, split = data[data_index]
+            configs[key] = JobConfig(model, drop_defaults(bases[model] | drawn), dataset, chains[chain_index], split)
             if len(configs) == wanted:
                 break
         return list(configs.values())
@@ -792,6 +826,39 @@ def _show(value: Any) -> str:
     except TypeError:
         text = str(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_data(
+    grid: Grid, describe: Callable[[str], tuple[tuple[int, ...], int] | None],
+    models: Mapping[str, ModelSpec] | None = None,
+) -> None:
+    """Refuse, before anything runs, a configuration whose model cannot take its dataset's samples.
+
+    ``describe(dataset)`` gives (sample shape, number of classes), or None for a
+    dataset not in the workspace yet (it is checked when it is).  Configurations
+    with a preprocessing chain are left to the trainer: a chain may reshape the samples.
+    Keras-free: the CLI and the GUI form ask it.
+    """
+    from blueno import zoo
+    from blueno.zoo.knobs import knob_problem
+
+    zoo_specs = zoo_models() if models is None else models
+    shapes = {name: describe(name) for name in (grid.datasets or (grid.dataset,))}
+    seen: set[str] = set()
+    for config in grid.configs:
+        described = shapes.get(config.dataset)
+        if described is None or config.preprocessing:
+            continue
+        spec = zoo_specs[config.model]
+        params = zoo.resolve_params(spec, config.params)
+        sample_shape, n_classes = described
+        problem = zoo.fit_problem(spec, params, sample_shape, config.dataset) or knob_problem(
+            spec, params, sample_shape, config.dataset, n_classes)
+        if problem and problem not in seen:
+            seen.add(problem)
+            raise GridError(grid.source, f"models.{config.model}", problem,
+                            "change the model or its parameters, or train it on other data",
+                            line_of(grid.text, f"models.{config.model}") or line_of(grid.text, "models"))
 
 
 def to_toml(spec: Grid | Mapping[str, Any]) -> str:

@@ -306,6 +306,11 @@ def manifest_problems(manifest: object, kinds: Iterable[str]) -> list[str]:
     else:
         problems += [f"option {key} = {options[key]!r} is not a plain file name" for key in FILE_OPTIONS
                      if key in options and not is_plain_name(options[key])]
+        arrays = options.get("arrays", "")
+        if arrays and not all(is_plain_name(part) for part in arrays.split("/")):
+            problems.append(f"option arrays = {arrays!r} is not a folder of the version")
+        if options.get("suffix", ".npy") not in (".npy", ".npz"):
+            problems.append(f"option suffix = {options['suffix']!r} is not .npy or .npz")
     shape = manifest.get("sample_shape")
     if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
         problems.append(f"sample_shape {shape!r} is not a list of sizes")

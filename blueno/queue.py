@@ -14,6 +14,7 @@ keep it honest:
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -133,6 +134,15 @@ class RecoveryReport:
     killed: list[int]  # jobs whose orphaned trainer was still alive and was stopped
 
 
+# Terminal control sequences (colours, cursor moves) that a trainer's log line may carry.
+_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def plain_text(error: str | None) -> str | None:
+    """An error as stored: without terminal colour codes, which mean nothing in a table, a report or ES."""
+    return None if error is None else _ANSI.sub("", error)
+
+
 def _placeholders(ids: Sequence[int]) -> str:
     return ",".join("?" * len(ids))
 
@@ -223,8 +233,8 @@ class JobQueue:
         Configurations already queued, running or succeeded are skipped;
         failed or cancelled ones are queued again.
         """
-        dataset_ref = resolve(grid.dataset) if resolve and grid.dataset else grid.dataset
-        planned = [(cfg, cfg.config_hash(dataset_ref)) for cfg in grid.configs]
+        refs = {name: resolve(name) if resolve and name else name for name in grid.datasets or (grid.dataset,)}
+        planned = [(cfg, cfg.config_hash(refs[cfg.dataset])) for cfg in grid.configs]
         added: list[int] = []
         requeued: list[int] = []
         skipped = 0
@@ -247,7 +257,7 @@ class JobQueue:
                 if existing is not None:
                     skipped += 1
                     continue
-                job_id, _ = insert_job(conn, experiment_id, cfg.to_json(dataset_ref), config_hash,
+                job_id, _ = insert_job(conn, experiment_id, cfg.to_json(refs[cfg.dataset]), config_hash,
                                        priority=grid.priority, max_failures=grid.max_failures, created=created)
                 added.append(job_id)
             if not added and not requeued and experiment_id is not None:
@@ -405,6 +415,7 @@ class JobQueue:
 
     @staticmethod
     def _requeue(conn: sqlite3.Connection, job_id: int, *, count_failure: bool, error: str | None = None) -> None:
+        error = plain_text(error)
         conn.execute(
             "UPDATE jobs SET state = 'queued', pid = NULL, pid_started = NULL, slot = NULL, gpu = NULL, "
             "scheduler_pid = NULL, failures = failures + ?, error = COALESCE(?, error) WHERE id = ?",
@@ -413,6 +424,7 @@ class JobQueue:
 
     @staticmethod
     def _end(conn: sqlite3.Connection, job_id: int, state: JobState, error: str | None, t: float) -> JobState:
+        error = plain_text(error)
         conn.execute(
             "UPDATE jobs SET state = ?, error = ?, ended = ?, pid = NULL, cancel_requested = 0 WHERE id = ?",
             (str(state), error, t, job_id),

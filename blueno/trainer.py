@@ -83,16 +83,16 @@ class Stopped(BaseException):
 
 def check_config(spec: zoo.ModelSpec, params: dict[str, Any], data: Data) -> None:
     """Refuse combinations of model, parameters and data that cannot train, saying why."""
-    zoo.check_input(spec, data.sample_shape, data.ref)
+    zoo.check_fits(spec, params, data.sample_shape, data.ref)
+    from blueno.zoo.knobs import knob_problem
+
+    problem = knob_problem(spec, params, data.sample_shape, data.ref, data.n_classes)
+    if problem:
+        raise BluenoError(problem)
     if params["monitor"] == "val_auc" and not data.binary:
         raise BluenoError(
             f"monitor 'val_auc' needs a binary task, but {data.ref} has {data.n_classes} classes: "
             "monitor val_loss or val_accuracy instead"
-        )
-    if params["augment_flip"] and spec.input_kind != "volume" and len(data.sample_shape) < 2:
-        raise BluenoError(
-            f"augment_flip flips images or volumes, but {data.ref} has flat samples shaped "
-            f"{data.sample_shape}: turn augment_flip off"
         )
 
 
@@ -118,10 +118,10 @@ def _configure_tensorflow(tf: Any) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
 
 
-def _optimizer(keras: Any, name: str, learning_rate: float) -> Any:
-    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
-               "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-    return classes[name](learning_rate=learning_rate)
+def _enable_determinism(tf: Any) -> None:
+    """On a CPU, make every op deterministic: a resumed run then repeats an uninterrupted one bit for bit."""
+    if not tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.enable_op_determinism()
 
 
 READERS = max(4, os.cpu_count() or 1)  # batches read at once (pread and decoding release the GIL)
@@ -169,24 +169,52 @@ def stream(tf: Any, x: Any, y: np.ndarray, indices: np.ndarray, batch_size: int,
 
 
 def train_dataset(
-    tf: Any, x: Any, y: np.ndarray, indices: np.ndarray, params: dict[str, Any], flip_axis: int
+    tf: Any, x: Any, y: np.ndarray, indices: np.ndarray, params: dict[str, Any], augment: Any = None,
+    first_epoch: int = 0, end_epoch: int = 1,
 ) -> Any:
-    """Shuffled batches of the training samples, streamed from disk, with the configured augmentation."""
-    noise, flip = params["augment_noise"], params["augment_flip"]
+    """The training batches of epochs ``first_epoch`` to ``end_epoch - 1``, streamed from disk.
 
-    def augment(batch: Any, truth: Any) -> tuple[Any, Any]:
-        if flip:
-            per_sample = tf.concat([tf.shape(truth), tf.ones([batch.shape.rank - 1], "int32")], 0)
-            coin = tf.random.uniform(per_sample)
-            batch = tf.where(coin < 0.5, tf.reverse(batch, [flip_axis]), batch)
-        if noise:
-            batch = batch + tf.random.normal(tf.shape(batch), stddev=noise)
-        return batch, truth
+    Each epoch's order is a stateless shuffle keyed by (seed, epoch), and each
+    batch's augmentation (``augment(batch, seed)``, from
+    :func:`blueno.zoo.keras_parts.augmenter`) by (seed, epoch, step): nothing
+    depends on how many epochs this process has run, so a resumed run sees the
+    batches an uninterrupted one would.  Only positions travel through the
+    pipeline; samples are read by parallel workers as in :func:`stream`.  Fit
+    it with ``steps_per_epoch = steps_per_epoch(len(indices), batch_size)``.
+    """
+    indices, labels = np.asarray(indices, dtype=np.int64), np.asarray(y[indices], dtype=np.int64)
+    n, seed, size = len(indices), params["seed"], params["batch_size"]
 
-    dataset = stream(tf, x, y, indices, params["batch_size"], seed=params["seed"])
-    if flip or noise:
-        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    def epoch_batches(epoch: Any) -> Any:
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(size)
+        steps = tf.data.Dataset.range(steps_per_epoch(n, size))
+        return tf.data.Dataset.zip((batches, steps)).map(
+            lambda positions, step: (positions, tf.stack([tf.constant(seed, tf.int64), epoch * 100_003 + step])))
+
+    def read(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(x[indices[positions]]), labels[positions]
+
+    def load(positions: Any, batch_seed: Any) -> tuple[Any, Any, Any]:
+        batch, truth = tf.numpy_function(read, [positions], (tf.as_dtype(x.dtype), tf.int64), stateful=False)
+        batch.set_shape((None, *x.shape[1:]))
+        truth.set_shape((None,))
+        return tf.cast(batch, tf.float32), truth, batch_seed
+
+    dataset = (tf.data.Dataset.range(first_epoch, end_epoch).flat_map(epoch_batches)
+               .map(load, num_parallel_calls=READERS, deterministic=True))
+    if augment is None:
+        dataset = dataset.map(lambda batch, truth, _: (batch, truth))
+    else:  # Keras' layers share their seed generators: one batch at a time then
+        dataset = dataset.map(lambda batch, truth, batch_seed: (augment(batch, batch_seed), truth),
+                              num_parallel_calls=1 if getattr(augment, "sequential", False) else READERS,
+                              deterministic=True)
     return dataset.prefetch(PREFETCH_BATCHES)
+
+
+def steps_per_epoch(n_samples: int, batch_size: int) -> int:
+    return -(-n_samples // batch_size)
 
 
 def _keras_callback(keras: Any, book: EpochBook, x_val: Any, y_val: np.ndarray, binary: bool) -> Any:
@@ -194,6 +222,9 @@ def _keras_callback(keras: Any, book: EpochBook, x_val: Any, y_val: np.ndarray, 
 
     class Bridge(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            from blueno.zoo.keras_parts import reseed
+
+            reseed(self.model, book.params["seed"], epoch)  # dropout draws depend on (seed, epoch) only
             book.epoch_begin(epoch)
 
         def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
@@ -239,6 +270,23 @@ def build_model(spec: zoo.ModelSpec, data: Data, params: dict[str, Any]) -> Any:
     return model
 
 
+def _compile(model: Any, params: dict[str, Any], n_classes: int, lr: float) -> None:
+    from blueno.zoo import keras_parts
+
+    model.compile(optimizer=keras_parts.optimizer(params, lr), loss=keras_parts.loss(params, n_classes),
+                  metrics=["accuracy"])
+
+
+def _phases(params: dict[str, Any], start: int) -> list[tuple[int, int, bool]]:
+    """(first epoch, end epoch, unfreeze the base first) of the fits still to run."""
+    end, after = params["epochs"], params.get("fine_tune_after", 0)
+    if not params.get("freeze_base") or not after or after >= end:
+        return [(start, end, False)]
+    if start >= after:
+        return [(start, end, False)]  # the checkpoint was saved after unfreezing
+    return [(start, after, False), (after, end, True)]
+
+
 def fit(
     workspace: Workspace, job: Job, spec: zoo.ModelSpec, params: dict[str, Any], data: Data,
     writer: events.EventWriter,
@@ -247,6 +295,8 @@ def fit(
     try:
         import keras
         import tensorflow as tf
+
+        from blueno.zoo import keras_parts  # registers the custom losses before a checkpoint loads
     except ImportError:  # every job would fail the same way: say how to install it, don't retry
         raise BluenoError(
             "TensorFlow is not installed in this Python environment: install Blueno with "
@@ -255,13 +305,13 @@ def fit(
 
     _configure_tensorflow(tf)
     keras.utils.set_random_seed(params["seed"])
+    _enable_determinism(tf)
     checkpoints = Checkpoints(workspace.run_dir(job.run_id))
     state = checkpoints.load()
     if state is None:
         state = TrainState(lr=params["learning_rate"])
         model = build_model(spec, data, params)
-        model.compile(optimizer=_optimizer(keras, params["optimizer"], params["learning_rate"]),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        _compile(model, params, data.n_classes, params["learning_rate"])
     else:
         model = keras.models.load_model(checkpoints.model_path(str(state.last_file)))
         print(f"resuming after epoch {state.epoch} from {checkpoints.folder}", flush=True)
@@ -270,16 +320,32 @@ def fit(
     validation = stream(tf, data.x, data.y, data.validation, params["batch_size"]).prefetch(PREFETCH_BATCHES)
     x_val, y_val = validation.map(lambda batch, _: batch), data.y[data.validation]
     book = EpochBook(writer, checkpoints, state, params, len(data.train))
-    model.fit(
-        train_dataset(tf, data.x, data.y, data.train, params, _flip_axis(spec)),
-        validation_data=validation,
-        epochs=params["epochs"],
-        initial_epoch=state.epoch,
-        shuffle=False,  # the dataset shuffles itself
-        verbose=0,
-        callbacks=[_keras_callback(keras, book, x_val, y_val, data.binary)],
-    )
+    augment = keras_parts.augmenter(tf, params, _spatial_rank(spec, data), _flip_axis(spec))
+    weights = keras_parts.class_weight(params, data.y[data.train], data.n_classes)
+    for first, end, unfreeze in _phases(params, state.epoch):
+        if unfreeze and keras_parts.set_base_trainable(model, True):
+            _compile(model, params, data.n_classes, state.lr)
+            print(f"epoch {first}: the pretrained base is unfrozen for fine-tuning", flush=True)
+        model.fit(
+            train_dataset(tf, data.x, data.y, data.train, params, augment, first, end),
+            steps_per_epoch=steps_per_epoch(len(data.train), params["batch_size"]),
+            validation_data=validation,
+            epochs=end,
+            initial_epoch=first,
+            class_weight=weights,
+            shuffle=False,  # the dataset shuffles itself
+            verbose=0,
+            callbacks=[_keras_callback(keras, book, x_val, y_val, data.binary)],
+        )
+        if state.stopped_early or state.epoch < end:
+            break
     return state, checkpoints
+
+
+def _spatial_rank(spec: zoo.ModelSpec, data: Data) -> int:
+    from blueno.zoo.knobs import spatial_rank
+
+    return spatial_rank(spec, data.sample_shape)
 
 
 PREDICT_CHUNK_BATCHES = 64  # samples predicted per read: bounded memory on a dataset larger than it

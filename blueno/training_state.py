@@ -289,7 +289,7 @@ class EpochBook:
         state.stopped_early = stop
         cut = bool(params["reduce_lr_patience"]) and state.plateau >= params["reduce_lr_patience"]
         if cut and not stop:
-            state.lr *= LR_FACTOR
+            state.lr = max(state.lr * params.get("reduce_lr_factor", LR_FACTOR), params.get("reduce_lr_min", 0.0))
             state.plateau = 0
             model.optimizer.learning_rate = state.lr
         self.checkpoints.save(model, state, improved)

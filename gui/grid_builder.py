@@ -19,7 +19,6 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGridLayout,
@@ -37,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from blueno import actions, datasets
 from blueno.estimate import Estimate, estimate, plan_grid
-from blueno.grid import Grid, GridError, load_grid, parse_grid, to_toml, zoo_models
+from blueno.grid import SPLIT_AXES, Grid, GridError, load_grid, parse_grid, to_toml, zoo_models
 from blueno.grid_data import check_data_fits
 from blueno.store import Store
 from blueno.workspace import Workspace
@@ -66,6 +65,8 @@ FORM_TO_MODE = {form: mode for mode, (form, _) in MODES.items() if form}
 
 def modes_for(hp: Hyperparam) -> list[str]:
     """The modes that make sense for a parameter's type."""
+    if hp in SPLIT_AXES:  # [split] takes a fraction or a list of them
+        return ["default", "fixed", "list"]
     if hp.type in (bool, str) or hp.choices is not None:
         return ["default", "fixed", "list", "random choice"]
     modes = [
@@ -233,38 +234,27 @@ class QtGridBuilder(QWidget):
         self.name = QLineEdit("grid", self)
         self.dataset = QComboBox(self)
         self.dataset.setEditable(True)
-        self.dataset.setToolTip("a dataset name (its newest version) or name@version")
+        self.dataset.setToolTip("a dataset name (its newest version) or name@version; several, separated by "
+                                "commas, are an axis: the grid trains on each")
         self.search = QComboBox(self)
         self.search.addItems(["grid", "random"])
         self.samples = QSpinBox(self)
         self.samples.setRange(1, 100_000)
         self.samples.setValue(20)
-        self.validation = QDoubleSpinBox(self)
-        self.validation.setRange(0.05, 0.9)
-        self.validation.setSingleStep(0.05)
-        self.validation.setValue(0.2)
-        self.validation.setToolTip("share of the samples kept aside to choose the best epoch")
-        self.test = QDoubleSpinBox(self)
-        self.test.setRange(0.0, 0.5)
-        self.test.setSingleStep(0.05)
-        self.test.setValue(0.0)
-        self.test.setSpecialValueText("none")
-        self.test.setToolTip("share of the samples held out of training and validation, for a final unbiased "
-                             "measure (Runs → Evaluate on TEST split); none: every run's TEST button stays grey")
         self.dataset_problem = QLabel(self)
         self.dataset_problem.setStyleSheet(ERROR_STYLE)
         self.dataset_problem.setWordWrap(True)
         self.dataset_problem.setVisible(False)
         self.preprocessing: dict[str, QCheckBox] = {}
         self.transform_forms: dict[str, tuple[QGroupBox, TransformParamsForm, QLabel]] = {}
+        self.rows: dict[str, ParamRow] = {}
 
         general = QFormLayout()
         general.addRow("Name", self.name)
         general.addRow("Dataset", self.dataset)
         general.addRow("", self.dataset_problem)
         general.addRow("Search", self._pair(self.search, QLabel("samples"), self.samples))
-        general.addRow("Validation fraction", self.validation)
-        general.addRow("Test fraction", self.test)
+        general.addRow("Split", self._param_group("", SPLIT_AXES, "split"))
         general.addRow("Preprocessing", self._preprocessing_boxes())
         self.model_boxes: dict[str, QCheckBox] = {}
         models_row = QHBoxLayout()
@@ -277,7 +267,6 @@ class QtGridBuilder(QWidget):
         models_row.addStretch(1)
         general.addRow("Models", models_row)
 
-        self.rows: dict[str, ParamRow] = {}
         training = self._param_group("Training parameters (every model)", TRAINING_PARAMS, "params")
         self.model_groups: dict[str, QGroupBox] = {}
         form = QVBoxLayout()
@@ -323,8 +312,6 @@ class QtGridBuilder(QWidget):
             self.dataset.currentTextChanged,
             self.search.currentTextChanged,
             self.samples.valueChanged,
-            self.validation.valueChanged,
-            self.test.valueChanged,
         ):
             signal.connect(self._changed)
         self._debounce = QTimer(self)
@@ -403,9 +390,10 @@ class QtGridBuilder(QWidget):
 
     def document(self) -> dict[str, Any]:
         """The grid document the form describes; unreadable fields are marked, not guessed."""
+        names = [part.strip() for part in self.dataset.currentText().split(",") if part.strip()]
         doc: dict[str, Any] = {
             "name": self.name.text().strip() or "grid",
-            "dataset": self.dataset.currentText().strip(),
+            "dataset": names if len(names) > 1 else self.dataset.currentText().strip(),
         }
         chains = [
             [] if name == "none" else [self._step(name)]
@@ -414,9 +402,7 @@ class QtGridBuilder(QWidget):
         ]
         if chains and chains != [[]]:
             doc["preprocessing"] = chains
-        doc["split"] = {"validation": round(self.validation.value(), 4)}
-        if self.test.value() > 0:
-            doc["split"]["test"] = round(self.test.value(), 4)
+        doc["split"] = self._values("split")
         if self.search.currentText() == "random":
             doc["search"] = {"mode": "random", "samples": self.samples.value()}
         doc["params"] = self._values("params")
@@ -452,12 +438,11 @@ class QtGridBuilder(QWidget):
     def set_document(self, doc: dict[str, Any]) -> None:
         """Fill the form from a grid document (a loaded file)."""
         self.name.setText(str(doc.get("name", "grid")))
-        self.dataset.setCurrentText(str(doc.get("dataset", "")))
+        dataset = doc.get("dataset", "")
+        self.dataset.setCurrentText(", ".join(dataset) if isinstance(dataset, list) else str(dataset))
         search = doc.get("search", {})
         self.search.setCurrentText(search.get("mode", "grid"))
         self.samples.setValue(int(search.get("samples") or 20))
-        self.validation.setValue(float(doc.get("split", {}).get("validation", 0.2)))
-        self.test.setValue(float(doc.get("split", {}).get("test", 0.0)))
         chains = doc.get("preprocessing", [[]])
         names = {"none" if not chain else chain[0]["transform"] for chain in chains}
         for name, box in self.preprocessing.items():
@@ -470,7 +455,7 @@ class QtGridBuilder(QWidget):
             box.setChecked(name in models)
         for key, row in self.rows.items():
             section, _, param = key.rpartition(".")
-            table = doc.get("params", {}) if section == "params" else models.get(section.split(".", 1)[1], {})
+            table = doc.get(section, {}) if section in ("params", "split") else models.get(section.split(".", 1)[1], {})
             row.set_value(table.get(param))
         self.validate()
 

@@ -27,6 +27,7 @@ if "standin" not in zoo_base.all_models():
             zoo_base.Hyperparam("exit_code", int, 0, low=0, high=255),
             zoo_base.Hyperparam("ignore_sigterm", bool, False),
             zoo_base.Hyperparam("grandchildren", int, 0, low=0, high=10),
+            zoo_base.Hyperparam("message", str, ""),  # printed (as a crashing trainer's last line) before exit_code
         ),
         build=lambda shape, n_classes, params: None,
     ))

@@ -52,6 +52,8 @@ def main(job_id: int, attempt: int) -> int:
         os.replace(tmp, checkpoint)
         client.epoch_done(step + 1, {"val_loss": 1.0 / (step + 2)}, checkpoint=str(checkpoint))
     if params.get("exit_code"):
+        if params.get("message"):
+            print(params["message"], flush=True)
         return int(params["exit_code"])
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop now would only lose the finished work
     client.result(final={"resumed_from": done}, epochs_done=steps)

@@ -143,3 +143,46 @@ def test_that_a_terminal_gets_a_rich_bar_and_a_line_per_slot(store) -> None:
     assert "cpu0: idle" in text and "cpu1: idle" in text and "started on cpu0" in text
     last = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text.rstrip().splitlines()[-1])  # the cursor moves that erase
     assert last.startswith("[") and "0/0" in last  # the plain summary stays after the live lines go
+def test_that_batch_prints_each_failure_on_one_line_without_colour_codes_and_ends_with_the_summary(
+    batch_workspace, tmp_path
+) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text("max_failures = 1\n" + standin_grid_text(2, dataset="digits", exit_code=1)
+                    + 'message = "\\u001b[31mValueError: the scan is empty\\u001b[0m"\n')
+    batch = start_batch(batch_workspace, grid, "--no-sync")
+    out, _ = batch.communicate(timeout=120)
+    assert batch.returncode == 1, out
+    lines = out.splitlines()
+    failed = [line for line in lines if ": failed: " in line]
+    assert len(failed) == 2, out
+    assert all("ValueError: the scan is empty (attempt 1, giving up)" in line and "\x1b" not in line
+               for line in failed), failed
+    assert "nothing new to run" not in out
+    last_job_line = max(i for i, line in enumerate(lines) if line.startswith("job "))
+    summaries = [i for i, line in enumerate(lines) if line.startswith("[") and "2/2" in line]
+    assert summaries and summaries[-1] > last_job_line, out
+
+
+def test_that_stored_errors_carry_no_colour_codes(batch_workspace, store, tmp_path) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text("max_failures = 1\n" + standin_grid_text(1, dataset="digits", exit_code=1)
+                    + 'message = "\\u001b[1;31mboom\\u001b[0m \\u001b]8;;http://x\\u0007link\\u001b]8;;\\u0007"\n')
+    batch = start_batch(batch_workspace, grid, "--no-sync")
+    out, _ = batch.communicate(timeout=120)
+    assert batch.returncode == 1, out
+    (job,) = JobQueue(store).jobs()
+    assert job.state == JobState.FAILED
+    error = store.query_one("SELECT error FROM jobs WHERE id = ?", (job.id,))["error"]
+    assert error.endswith("boom link (attempt 1, giving up)") and "\x1b" not in error and "\x07" not in error
+
+
+def test_that_a_grid_with_jobs_still_queued_does_not_say_nothing_new_to_run(batch_workspace, store, tmp_path):
+    from blueno.actions import submit_grid
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text(standin_grid_text(2, dataset="digits"))
+    submit_grid(batch_workspace, store, str(grid))  # queued earlier (e.g. `blueno queue add`), not run yet
+    batch = start_batch(batch_workspace, grid, "--no-sync")
+    out, _ = batch.communicate(timeout=120)
+    assert batch.returncode == 0, out
+    assert "nothing new to run" not in out and "2 still to run from an earlier submission" in out

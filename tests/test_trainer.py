@@ -274,10 +274,13 @@ def test_that_the_test_split_depends_only_on_the_sample_ids() -> None:
 def test_that_augmentation_mirrors_whole_samples_along_the_width_and_adds_noise() -> None:
     import tensorflow as tf
 
+    from blueno.zoo import keras_parts
+
     x = np.arange(64 * 2 * 3, dtype="float32").reshape(64, 2, 3)  # (N, H, W)
     y = np.arange(64)
     params = {"augment_flip": True, "augment_noise": 0.0, "seed": 0, "batch_size": 64}
-    (batch, labels), = trainer.train_dataset(tf, x, y, np.arange(64), params, flip_axis=2).take(1)
+    augment = keras_parts.augmenter(tf, params, 2, flip_axis=2)
+    (batch, labels), = trainer.train_dataset(tf, x, y, np.arange(64), params, augment).take(1)
     batch, labels = batch.numpy(), labels.numpy()
     mirrored = [bool((batch[i] == x[label][:, ::-1]).all()) for i, label in enumerate(labels)]
     unchanged = [bool((batch[i] == x[label]).all()) for i, label in enumerate(labels)]
@@ -285,7 +288,8 @@ def test_that_augmentation_mirrors_whole_samples_along_the_width_and_adds_noise(
     assert 10 < sum(mirrored) < 54 and sorted(labels) == list(range(64))
 
     noisy = {**params, "augment_flip": False, "augment_noise": 0.5}
-    (batch, labels), = trainer.train_dataset(tf, x, y, np.arange(64), noisy, flip_axis=2).take(1)
+    augment = keras_parts.augmenter(tf, noisy, 2, flip_axis=2)
+    (batch, labels), = trainer.train_dataset(tf, x, y, np.arange(64), noisy, augment).take(1)
     assert 0.3 < float(np.std(batch.numpy() - x[labels.numpy()])) < 0.7
 
 

@@ -24,7 +24,8 @@ def test_that_listing_the_zoo_does_not_import_tensorflow() -> None:
         "assert not {'tensorflow', 'keras'} & set(sys.modules), 'imported TF'; print(names)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['cnn2d', 'cnn3d', 'mlp', 'resnet2d']"
+    assert out.stdout.strip() == ("['cnn2d', 'cnn3d', 'efficientnetb0', 'mlp', 'mobilenetv2', 'resnet2d', "
+                                  "'resnet50']")
 
 
 def test_that_resolve_params_fills_defaults_and_coerces() -> None:

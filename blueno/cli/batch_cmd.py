@@ -64,13 +64,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_batch)
 
 
-def describe_submit(grid_path: str, result: SubmitResult) -> str:
+def describe_submit(grid_path: str, result: SubmitResult, pending: int = 0) -> str:
+    """One line on what submitting did; ``pending``: the grid's jobs already queued or running."""
     parts = [f"{len(result.added)} new"]
     if result.requeued:
         parts.append(f"{len(result.requeued)} queued again")
     if result.skipped:
         parts.append(f"{result.skipped} already done or queued")
-    where = f"experiment {result.experiment_id}" if result.experiment_id else "nothing new to run"
+    if result.experiment_id:
+        where = f"experiment {result.experiment_id}"
+    elif pending:
+        where = f"{pending} still to run from an earlier submission"
+    else:
+        where = "nothing new to run"
     return f"{grid_path}: {result.total} configurations ({', '.join(parts)}); {where}"
 
 
@@ -92,8 +98,10 @@ def run_batch(workspace: Workspace, args: argparse.Namespace) -> int:
         experiment_ids: list[int] = []  # none: the whole queue
         if args.grid is not None:
             grid, result = actions.submit_grid(workspace, store, args.grid)
-            print(describe_submit(args.grid, result), flush=True)
             experiment_ids = _experiments_of(store, grid, result)
+            pending = sum(JobQueue(store).counts(e)[s] for e in experiment_ids
+                          for s in (JobState.QUEUED, JobState.RUNNING))
+            print(describe_submit(args.grid, result, pending), flush=True)
         from blueno import elastic
 
         sync = None if args.no_sync else elastic.start_background_sync(workspace, store)
@@ -231,8 +239,16 @@ class Display:
                           f"{len(report.cancelled)} cancelled, {len(report.failed)} failed")
         elif not self.tty and isinstance(event, JobLaunched):
             self.note(f"job {event.job_id} (run {event.run_id}) started on {event.slot}, attempt {event.attempt}")
+        elif isinstance(event, JobExited) and event.state == JobState.FAILED:
+            self.note(f"job {event.job_id} (run {event.run_id}) on {event.slot}: failed: {self._reason(event.job_id)}")
         elif not self.tty and isinstance(event, JobExited):
             self.note(f"job {event.job_id} (run {event.run_id}) on {event.slot}: {event.state}")
+
+    def _reason(self, job_id: int) -> str:
+        """A failed job's stored error on one line (the full text: `blueno queue show` / the log)."""
+        row = self.store.query_one("SELECT error FROM jobs WHERE id = ?", (job_id,))
+        text = " ".join(((row["error"] if row else None) or "no reason recorded").split())
+        return text if len(text) <= 300 else text[:297] + "..."
 
     def note(self, text: str) -> None:
         with self._lock:
@@ -240,6 +256,7 @@ class Display:
                 self._rich().console.print(text, markup=False)
                 return
             print(text, file=self.out, flush=True)
+            self._last_summary = ""  # a job line came after it: the final summary must follow
 
     def _snapshot(self) -> Progress:
         total: Progress | None = None

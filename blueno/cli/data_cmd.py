@@ -29,7 +29,7 @@ def cmd_demo(workspace: Workspace, args: argparse.Namespace) -> int:
 
 
 def cmd_import(workspace: Workspace, args: argparse.Namespace) -> int:
-    from blueno.datasets.importing import import_path
+    from blueno.datasets import import_source
     from blueno.limits import DEFAULT, ImportLimits
 
     limits = ImportLimits(max_ratio=args.max_ratio or DEFAULT.max_ratio, max_files=args.max_files or DEFAULT.max_files,
@@ -39,8 +39,9 @@ def cmd_import(workspace: Workspace, args: argparse.Namespace) -> int:
                           "to name each dataset after its file or folder.")
     with workspace.open_store() as store:
         for path in args.paths:
-            result = run_with_progress(import_path, workspace, store, path, name=args.name,  # (SIGTERM: as Ctrl-C)
-                                       label_col=args.label_col, id_col=args.id_col, link=args.link, limits=limits)
+            result = run_with_progress(import_source, workspace, store, path, name=args.name,  # (SIGTERM: Ctrl-C)
+                                       label_col=args.label_col, id_col=args.id_col, link=args.link, limits=limits,
+                                       labels=args.labels)
             v = result.version
             verb = "already imported as" if result.existed else "imported as"
             print(f"{path}: {verb} {v.ref} ({v.kind}, {v.n_samples} samples, {v.n_classes} classes)")
@@ -159,6 +160,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="dataset name (default: the file or folder name)")
     p.add_argument("--label-col", metavar="COL", help="label column of labels.csv or of a CSV table")
     p.add_argument("--id-col", metavar="COL", help="id column (default: 'id', else the first column)")
+    p.add_argument("--labels", metavar="FILE",
+                   help="labels CSV of a folder of per-sample arrays, anywhere (or a folder holding "
+                   "positives.csv and negatives.csv); default: labels.csv beside the arrays")
     p.add_argument("--link", action="store_true", help="reference the files in place instead of copying")
     p.add_argument("--max-ratio", type=float, metavar="R",
                    help="how many times its own size an archive may expand to (default 100)")

@@ -19,7 +19,7 @@ below are the public surface.
 
 from blueno.datasets.derive import derive, derive_chain
 from blueno.datasets.importing import default_name, import_path
-from blueno.datasets.prepare import make_demo, prepare
+from blueno.datasets.prepare import import_source, make_demo, prepare
 from blueno.datasets.registry import (
     DEMO_NAME,
     NAME_PATTERN,
@@ -50,6 +50,7 @@ __all__ = [
     "find",
     "get",
     "import_path",
+    "import_source",
     "is_verified",
     "load_arrays",
     "make_demo",

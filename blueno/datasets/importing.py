@@ -24,7 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from blueno import BluenoError
-from blueno.datasets.kinds import ARCHIVE_SUFFIXES, InvalidDataset, Scan, detect_kind, scan
+from blueno.datasets.kinds import ARCHIVE_SUFFIXES, InvalidDataset, Scan
+from blueno.datasets.layouts import detect_kind, scan
 from blueno.datasets.manifest import (
     MANIFEST_FORMAT,
     any_file,
@@ -165,15 +166,20 @@ def import_path(
     source: str | None = None,
     move: bool = False,
     limits: ImportLimits = DEFAULT,
+    labels: str | Path | None = None,
 ) -> ImportResult:
     """Import one folder, file or archive as a dataset version (see the module docstring).
 
-    ``move`` is for folders Blueno itself wrote in ``data/`` (the demo): they are
-    hashed in place and renamed instead of copied.  ``limits`` bound what a
-    hostile source can cost (:mod:`blueno.limits`); they are checked on headers first.
+    ``labels`` names the labels CSV of a folder of per-sample arrays (or a
+    folder holding positives.csv and negatives.csv), wherever it is; it is
+    copied into the version as ``labels.csv``.  ``move`` is for folders Blueno
+    itself wrote in ``data/`` (the demo): they are hashed in place and renamed
+    instead of copied.  ``limits`` bound what a hostile source can cost
+    (:mod:`blueno.limits`); they are checked on headers first.
     """
     task = ensure_task(task)
     path = Path(path).expanduser().absolute()
+    labels_path = Path(labels).expanduser().absolute() if labels is not None else None
     name = check_name(name or default_name(path))
     check_source(path)
     kind = detect_kind(path)
@@ -193,18 +199,28 @@ def import_path(
                 check_file_count(path, len(every), limits)
                 if special := special_files(root, every):
                     raise InvalidDataset(str(path), special)
-            found = scan(root, kind, label_col=label_col, id_col=id_col, limits=limits)
+            found = scan(root, kind, label_col=label_col, id_col=id_col, limits=limits, labels=labels_path)
         except InvalidDataset as exc:
             raise InvalidDataset(str(path), exc.problems) from None
         except BluenoError as exc:  # name the archive, not the scratch folder it was extracted to
             raise BluenoError(str(exc).replace(str(root), str(path))) from None
-        in_place = link or (move and found.root == path and not found.ignored)
+        if link and found.generated:
+            raise BluenoError(
+                f"{path} was not imported: its labels ({', '.join(found.generated)}) are made from files outside "
+                "the folder or from positives.csv and negatives.csv, so they must be written into a copy; "
+                "import it without --link, or put a labels.csv beside the arrays"
+            )
+        in_place = link or (move and found.root == path and not found.ignored and not found.generated)
         total = sum((found.root / f).stat().st_size for f in found.files)
         if not in_place:
             check_free_space(workspace.data_dir, total, path, limits)
         task.start("hashing" if in_place else "copying", len(found.files), total)
         entries = []
         staged = found.root if in_place else scratch / "version"
+        for relpath, content in found.generated.items():
+            (staged / relpath).parent.mkdir(parents=True, exist_ok=True)
+            (staged / relpath).write_bytes(content)
+            entries.append(file_entry(relpath, len(content), file_crc32c(staged / relpath)))
         for relpath in found.files:
             src = found.root / relpath
             if in_place:

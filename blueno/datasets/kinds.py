@@ -81,6 +81,7 @@ class Scan:
     class_names: list[str]
     options: dict[str, str] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
+    generated: dict[str, bytes] = field(default_factory=dict)  # files written into the version, not copied
 
 
 def sort_labels(labels: Iterable[str]) -> list[str]:
@@ -151,8 +152,9 @@ def detect_kind(path: Path) -> str:
     suffixes = Counter(Path(f).suffix.lower() or "(no suffix)" for f in files)
     found = ", ".join(f"{n} {s}" for s, n in suffixes.most_common(5))
     raise BluenoError(
-        f"{path} holds no dataset Blueno recognises (found {found}). Expected .npy arrays with a "
-        f"{LABELS_FILE}, one sub-folder of PNG/JPEG images per class, or a single .npz or .csv."
+        f"{path} holds no dataset Blueno recognises (found {found}). Expected .npy or .npz arrays (at the "
+        f"top or in one sub-folder) with a {LABELS_FILE} or positives.csv and negatives.csv, one sub-folder "
+        "of PNG/JPEG images per class, or a single .npz or .csv."
     )
 
 
@@ -170,11 +172,13 @@ def scan(
     path: Path, kind: str, *, label_col: str | None = None, id_col: str | None = None,
     limits: ImportLimits = DEFAULT,
 ) -> Scan:
-    """Validate the dataset at ``path`` as ``kind``; raise :class:`InvalidDataset` listing every problem."""
+    """Validate the dataset at ``path`` as ``kind``; raise :class:`InvalidDataset` listing every problem.
+
+    Folders of per-sample arrays (``npy_folder``) are scanned one layer up, by
+    :func:`blueno.datasets.layouts.scan`, which knows their layouts.
+    """
     if path.is_dir() and kind in ("npz", "csv"):
         path = path / walk_files(path)[0]
-    if kind == "npy_folder":
-        return _scan_npy_folder(path, label_col, id_col)
     if kind == "npz":
         return _scan_npz(path, limits)
     if kind == "image_folder":
@@ -276,42 +280,33 @@ def read_labels(
     return ids, labels, {"id_col": id_name, "label_col": label_col}
 
 
-def _scan_npy_folder(root: Path, label_col: str | None, id_col: str | None) -> Scan:
-    problems: list[tuple[str, str]] = []
-    top = [f for f in walk_files(root) if "/" not in f]
-    arrays = {Path(f).stem: f for f in top if f.lower().endswith(".npy")}
-    csvs = [f for f in top if f.lower().endswith(".csv")]
-    labels_name = LABELS_FILE if LABELS_FILE in csvs else (csvs[0] if len(csvs) == 1 else None)
-    if labels_name is None:
-        raise InvalidDataset(str(root), [(LABELS_FILE, "is missing: write one with an id column "
-                                          "(the .npy file name without .npy) and a label column")])
-    ids, labels, options = read_labels(root / labels_name, label_col, id_col, problems)
-    shapes: dict[str, tuple[int, ...]] = {}
-    dtypes = []
-    for name in arrays.values():
-        try:
-            shapes[name], dtype = npy_header(root / name)
-            dtypes.append(dtype)
-        except (ValueError, OSError, EOFError) as exc:
-            problems.append((name, f"is not a readable .npy array: {exc}"))
-    problems += _shape_problems(shapes, "array")
-    if options:
-        labelled = set(ids)
-        problems += [(labels_name, f"id {i!r} has no array {i}.npy") for i in ids if i not in arrays]
-        problems += [
-            (name, f"has no label in {labels_name}") for s, name in arrays.items() if s not in labelled
-        ]
-    if problems:
-        raise InvalidDataset(str(root), problems)
-    class_names = sort_labels(labels)
-    ignored = [f for f in walk_files(root) if f != labels_name and f not in arrays.values()]
-    return Scan(
-        kind="npy_folder", root=root, files=sorted([labels_name, *arrays.values()]),
-        n_samples=len(ids), sample_shape=_majority(shapes) if shapes else (),
-        dtype=str(np.result_type(*dtypes)) if dtypes else "float32",
-        classes=dict(Counter(labels)), class_names=class_names,
-        options={**options, "labels": labels_name}, ignored=ignored,
-    )
+def sample_path(root: Path, options: dict[str, Any], sample: str) -> Path:
+    """Where sample ``sample``'s array is in a version (older manifests: ``<id>.npy`` at the top).
+
+    The folder and suffix come from the manifest, which may have come from a
+    bucket: anything but a folder of the version and .npy/.npz is refused.
+    """
+    folder, suffix = options.get("arrays", ""), options.get("suffix", ".npy")
+    if not is_relative_folder(folder) or suffix not in ARRAY_SUFFIXES:
+        raise BluenoError(f"{root}: the manifest's arrays folder {folder!r} or suffix {suffix!r} is not one of "
+                          "its own folders and .npy/.npz")
+    return (root / folder if folder else root) / f"{sample}{suffix}"
+
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def is_relative_folder(folder: object) -> bool:
+    """``""`` or a path of plain names inside the version (``arrays``, ``data/arrays``)."""
+    return folder == "" or (isinstance(folder, str) and all(is_plain_name(p) for p in folder.split("/")))
+
+
+def load_sample(path: Path) -> np.ndarray:
+    """One sample's array from its ``.npy`` or single-array ``.npz`` (see :mod:`~blueno.datasets.layouts`)."""
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            return data[data.files[0]]
+    return np.load(path, allow_pickle=False)
 
 
 def _checked_labels(root: Path, options: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -325,15 +320,13 @@ def _checked_labels(root: Path, options: dict[str, str]) -> tuple[list[str], lis
     return ids, labels
 
 
-def _load_npy(path: Path) -> np.ndarray:
-    return np.load(path, allow_pickle=False)
-
-
 def load_npy_folder(root: Path, manifest: dict[str, Any], cache: Path | None = None) -> Samples:
     """The samples in the order of the labels file, each file read when a batch needs it."""
-    ids, labels = _checked_labels(root, manifest["options"])
-    x = FileStack([root / f"{sample}.npy" for sample in ids], tuple(manifest["sample_shape"]),
-                  manifest["dtype"], _load_npy, read_npy_into)
+    options = manifest["options"]
+    ids, labels = _checked_labels(root, options)
+    npy = options.get("suffix", ".npy") == ".npy"  # .npz samples: decompressed by load_sample
+    x = FileStack([sample_path(root, options, sample) for sample in ids], tuple(manifest["sample_shape"]),
+                  manifest["dtype"], load_sample, read_npy_into if npy else None)
     return x, ids, class_indices(labels, manifest["class_names"])
 
 
@@ -611,8 +604,9 @@ def iter_batches(kind: str, root: Path, manifest: dict[str, Any], size: int) -> 
     """(x, ids, y) in batches of ``size`` samples; per-sample files are read only when needed."""
     if kind in ("npy_folder", "image_folder"):
         if kind == "npy_folder":
-            ids, labels = _checked_labels(root, manifest["options"])
-            paths = [root / f"{i}.npy" for i in ids]
+            options = manifest["options"]
+            ids, labels = _checked_labels(root, options)
+            paths = [sample_path(root, options, i) for i in ids]
         else:
             paths = [root / f["path"] for f in manifest["files"]]
             ids = [str(Path(f["path"]).with_suffix("")) for f in manifest["files"]]
@@ -621,7 +615,7 @@ def iter_batches(kind: str, root: Path, manifest: dict[str, Any], size: int) -> 
             chunk = paths[start : start + size]
             x = np.empty((len(chunk), *manifest["sample_shape"]), dtype=manifest["dtype"])
             for i, path in enumerate(chunk):
-                x[i] = np.load(path, allow_pickle=False) if kind == "npy_folder" else _image_array(path)
+                x[i] = load_sample(path) if kind == "npy_folder" else _image_array(path)
             y = class_indices(labels[start : start + size], manifest["class_names"])
             yield x, ids[start : start + size], y
         return

@@ -1,11 +1,13 @@
 """Preparation: the dataset version a job trains on, and the demo dataset.
 
+Also the import of any source (a path, or a gs:// prefix to download first).
 The top layer of :mod:`blueno.datasets`: it may use every layer below it
 (registry, import, derive, remote); nothing below imports it.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,8 @@ import numpy as np
 from blueno import BluenoError
 from blueno.datasets import remote
 from blueno.datasets.derive import derive_chain
-from blueno.datasets.importing import import_path, scratch_folder
+from blueno.datasets.importing import ImportResult, default_name, import_path, scratch_folder
+from blueno.datasets.kinds import InvalidDataset
 from blueno.datasets.registry import (
     DEMO_NAME,
     DEMO_SOURCE,
@@ -24,7 +27,7 @@ from blueno.datasets.registry import (
     verify,
     versions,
 )
-from blueno.datasets.task import Task
+from blueno.datasets.task import Task, ensure_task
 from blueno.store import Store
 from blueno.workspace import Workspace
 
@@ -98,3 +101,28 @@ def make_demo(workspace: Workspace, store: Store, task: Task | None = None) -> D
         return import_path(
             workspace, store, folder, name=DEMO_NAME, task=task, source=DEMO_SOURCE, move=True
         ).version
+
+
+def import_source(workspace: Workspace, store: Store, source: str | Path, *, link: bool = False,
+                  name: str | None = None, task: Task | None = None, **options: Any) -> ImportResult:
+    """Import a local folder, file or archive, or ``gs://bucket/prefix``: what ``blueno data import`` runs.
+
+    A bucket prefix that is not a Blueno dataset yet is downloaded first (each
+    object checked against Cloud Storage's crc32c as it lands) and that copy is
+    imported; the version's source is the ``gs://`` address.
+    """
+    if not str(source).startswith("gs://"):
+        return import_path(workspace, store, source, link=link, name=name, task=task, **options)
+    url = str(source).rstrip("/")
+    if link:
+        raise BluenoError(f"{url} is in Cloud Storage: it has to be downloaded, so it cannot be --link'ed")
+    task = ensure_task(task)
+    with scratch_folder(workspace, "download") as scratch:
+        folder = remote.download_source(workspace, url, scratch / url.rsplit("/", 1)[-1], task=task)
+        try:
+            return import_path(workspace, store, folder, name=name or default_name(folder), task=task,
+                               source=url, move=True, **options)
+        except InvalidDataset as exc:  # name the bucket, not the scratch copy
+            raise InvalidDataset(url, exc.problems) from None
+        except BluenoError as exc:
+            raise BluenoError(str(exc).replace(str(folder), url)) from None

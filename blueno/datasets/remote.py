@@ -270,7 +270,8 @@ class _HashingWriter:
         return base64.b64encode(self.checksum.digest()).decode("ascii")
 
 
-def _download_verified(blob: Any, dest: Path, expected_crc: str, expected_size: int, task: Task) -> None:
+def _download_verified(blob: Any, dest: Path, expected_crc: str, expected_size: int, task: Task,
+                       expected_by: str = "the manifest") -> None:
     """Download to a temporary name next to ``dest``; rename only when size and crc32c match."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".part-{uuid.uuid4().hex[:8]}-{dest.name}")
@@ -281,8 +282,8 @@ def _download_verified(blob: Any, dest: Path, expected_crc: str, expected_size: 
         size, crc = part.stat().st_size, writer.crc32c()
         if crc != expected_crc or size != expected_size:
             raise BluenoError(
-                f"gs://{blob.bucket.name}/{blob.name} is corrupt: it has {size} bytes with crc32c {crc}, the "
-                f"manifest says {expected_size} bytes with {expected_crc}. Nothing was kept; push a good "
+                f"gs://{blob.bucket.name}/{blob.name} is corrupt: it has {size} bytes with crc32c {crc}, "
+                f"{expected_by} says {expected_size} bytes with {expected_crc}. Nothing was kept; upload a good "
                 "copy again from a machine that has it."
             )
         part.replace(dest)
@@ -514,6 +515,45 @@ def _download_into(bucket: Any, prefix: str, folder: Path, manifest: dict[str, A
 
     _parallel(todo, download, task, workers)
     return [f["path"] for f in todo]
+
+
+def download_source(workspace: Workspace, url: str, into: Path, *, task: Task | None = None,
+                    workers: int = WORKERS) -> Path:
+    """Download every object under ``gs://bucket/prefix`` (data that is not a Blueno version yet) into ``into``.
+
+    Each object is checked against the crc32c and size Cloud Storage keeps for
+    it as it lands, so :func:`blueno.datasets.import_source` then imports
+    exactly what is in the bucket.
+    """
+    task = ensure_task(task)
+    location = parse_url(url)
+    with _errors(f"list {location.url()}"):
+        bucket = client(workspace).bucket(location.bucket)
+        prefix = f"{location.prefix}/" if location.prefix else ""
+        blobs = [b for b in bucket.list_blobs(prefix=prefix) if not b.name.endswith("/")]
+    if not blobs:
+        raise BluenoError(f"{location.url()} holds no objects: check the address (`blueno data remote ls` lists "
+                          "Blueno datasets; `gsutil ls` any prefix)")
+    names = {b.name[len(prefix):]: b for b in blobs}
+    if MANIFEST_NAME in names:
+        raise BluenoError(f"{location.url()} is a Blueno dataset version (it has a {MANIFEST_NAME}): pull it with "
+                          f"`blueno data pull {location.url()}` instead")
+    escaping = sorted(n for n in names if not _is_relative_inside(n))
+    if escaping:
+        raise BluenoError(f"{location.url()} has objects whose names leave the folder ({escaping[0]!r}); "
+                          "nothing was downloaded")
+    task.start("downloading", len(names), sum(b.size or 0 for b in blobs))
+
+    def download(item: tuple[str, Any]) -> None:
+        relpath, blob = item
+        if not blob.crc32c:
+            raise BluenoError(f"gs://{location.bucket}/{blob.name} has no crc32c checksum to verify it against")
+        _download_verified(blob, into / relpath, blob.crc32c, blob.size, task, "Cloud Storage's own checksum")
+        task.advance(files=1, current=relpath)
+
+    with _errors(f"download {location.url()}"):
+        _parallel(sorted(names.items()), download, task, workers)
+    return into
 
 
 def remote_ls(workspace: Workspace, url: str | None = None) -> list[dict[str, Any]]:

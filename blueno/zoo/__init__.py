@@ -36,7 +36,9 @@ __all__ = [
     "ModelSpec",
     "Registry",
     "all_models",
+    "check_fits",
     "check_input",
+    "fit_problem",
     "get",
     "load",
     "register",
@@ -91,3 +93,30 @@ def check_input(spec: ModelSpec, sample_shape: tuple[int, ...], dataset: str = "
             f"shaped {tuple(sample_shape)}. Choose a model that takes this data (e.g. 'mlp', which "
             f"flattens any input), or add a preprocessing step that reshapes the samples to {wanted}."
         )
+
+
+def fit_problem(spec: ModelSpec, params: Mapping[str, Any], sample_shape: tuple[int, ...],
+                dataset: str = "the dataset") -> str | None:
+    """Why this model, with these resolved parameters, cannot take samples shaped so (None: it can).
+
+    Keras-free: the grid, the form and the trainer all ask it before anything runs.
+    """
+    try:
+        check_input(spec, sample_shape, dataset)
+    except BluenoError as exc:
+        return str(exc)
+    if spec.fits is not None:
+        problem = spec.fits(tuple(sample_shape), dict(params))
+        if problem:
+            return f"{problem} ({dataset})"
+    from blueno.zoo.knobs import knob_problem
+
+    return knob_problem(spec, params, tuple(sample_shape), dataset)
+
+
+def check_fits(spec: ModelSpec, params: Mapping[str, Any], sample_shape: tuple[int, ...],
+               dataset: str = "the dataset") -> None:
+    """Raise :class:`BluenoError` with :func:`fit_problem`'s reason, if there is one."""
+    problem = fit_problem(spec, params, sample_shape, dataset)
+    if problem:
+        raise BluenoError(problem)

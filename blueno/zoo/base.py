@@ -89,6 +89,9 @@ class ModelSpec:
     # build(input_shape, n_classes, params) -> keras.Model; imports Keras itself.
     build: Callable[[tuple[int, ...], int, dict[str, Any]], Any] = field(repr=False)
     input_kind: str = "any"  # any: flattened; image: (H, W[, C]); volume: (D, H, W[, C])
+    # fits(sample_shape, params) -> None, or why this configuration cannot take such samples.
+    # Keras-free, so a grid is refused at validation instead of at run time.
+    fits: Callable[[tuple[int, ...], dict[str, Any]], str | None] | None = field(default=None, repr=False)
 
     def param(self, name: str) -> Hyperparam | None:
         for hp in self.hyperparams:
@@ -97,8 +100,8 @@ class ModelSpec:
         return None
 
 
-# Training hyperparameters every model accepts.
-TRAINING_PARAMS: tuple[Hyperparam, ...] = (
+# Training hyperparameters every model accepts: these, then the knobs of blueno.zoo.knobs.
+CORE_TRAINING_PARAMS: tuple[Hyperparam, ...] = (
     Hyperparam("optimizer", str, "adam", choices=("adam", "adamw", "sgd", "rmsprop"),
                help="Keras optimizer"),
     Hyperparam("learning_rate", float, 1e-3, low=1e-7, high=1.0, log=True,
@@ -116,6 +119,11 @@ TRAINING_PARAMS: tuple[Hyperparam, ...] = (
     Hyperparam("augment_noise", float, 0.0, low=0.0, high=10.0,
                help="standard deviation of Gaussian noise added to inputs while training"),
 )
+
+from blueno.zoo.knobs import KNOBS  # noqa: E402  (knobs.py builds on Hyperparam, defined above)
+
+TRAINING_PARAMS: tuple[Hyperparam, ...] = (*CORE_TRAINING_PARAMS, *KNOBS)
+
 
 def _unknown(name: str, known: list[str]) -> BluenoError:
     return BluenoError(f"unknown model {name!r}; the zoo has: {', '.join(known) or 'none'}")
@@ -149,8 +157,9 @@ def builtins() -> Registry[ModelSpec]:
     """The built-in models, registered on first use (their modules import Keras only when building)."""
     if "mlp" not in BUILTINS:
         from blueno.zoo.models import BUILTIN
+        from blueno.zoo.pretrained import PRETRAINED
 
-        for spec in BUILTIN:
+        for spec in (*BUILTIN, *PRETRAINED):
             register(spec)
     return BUILTINS
 

@@ -23,16 +23,39 @@ def _dropout() -> Hyperparam:
                       help="fraction of units dropped while training (0: none)")
 
 
-def _halvings_fit(name: str, shape: tuple[int, ...], spatial_rank: int, param: str, value: int,
-                  halvings: int) -> None:
-    """Refuse a configuration that would pool the input below one pixel, naming the fix."""
+def halvings_problem(name: str, shape: tuple[int, ...], spatial_rank: int, param: str, value: int,
+                     halvings: int) -> str | None:
+    """Why a configuration would pool the input below one pixel, naming the fix (None: it fits)."""
+    if len(shape) < spatial_rank:
+        return None  # the rank check (zoo.check_input) reports this
     smallest = min(shape[:spatial_rank])
     if smallest >> halvings < 1:
         most = value - halvings + smallest.bit_length() - 1
-        raise BluenoError(
+        return (
             f"model {name!r} with {param}={value} halves each spatial side {halvings} times, but the "
             f"samples are shaped {tuple(shape)}: use {param} <= {most}, or larger inputs"
         )
+    return None
+
+
+def _halvings_fit(name: str, shape: tuple[int, ...], spatial_rank: int, param: str, value: int,
+                  halvings: int) -> None:
+    """Refuse a configuration that would pool the input below one pixel, naming the fix."""
+    problem = halvings_problem(name, shape, spatial_rank, param, value, halvings)
+    if problem:
+        raise BluenoError(problem)
+
+
+def _fits_cnn2d(shape: tuple[int, ...], params: dict[str, Any]) -> str | None:
+    return halvings_problem("cnn2d", shape, 2, "conv_blocks", params["conv_blocks"], params["conv_blocks"])
+
+
+def _fits_resnet2d(shape: tuple[int, ...], params: dict[str, Any]) -> str | None:
+    return halvings_problem("resnet2d", shape, 2, "stages", params["stages"], params["stages"] - 1)
+
+
+def _fits_cnn3d(shape: tuple[int, ...], params: dict[str, Any]) -> str | None:
+    return halvings_problem("cnn3d", shape, 3, "conv_blocks", params["conv_blocks"], params["conv_blocks"])
 
 
 def _image_input(keras: Any, shape: tuple[int, ...], spatial_rank: int) -> tuple[Any, Any]:
@@ -146,6 +169,7 @@ BUILTIN: tuple[ModelSpec, ...] = (
         ),
         build=build_cnn2d,
         input_kind="image",
+        fits=_fits_cnn2d,
     ),
     ModelSpec(
         name="resnet2d",
@@ -159,6 +183,7 @@ BUILTIN: tuple[ModelSpec, ...] = (
         ),
         build=build_resnet2d,
         input_kind="image",
+        fits=_fits_resnet2d,
     ),
     ModelSpec(
         name="cnn3d",
@@ -172,5 +197,6 @@ BUILTIN: tuple[ModelSpec, ...] = (
         ),
         build=build_cnn3d,
         input_kind="volume",
+        fits=_fits_cnn3d,
     ),
 )

@@ -105,7 +105,7 @@ def test_that_an_empty_dataset_field_is_explained_in_words(qtbot, builder) -> No
 
 
 def test_that_the_test_fraction_reaches_the_queued_jobs(qtbot, builder, store) -> None:
-    builder.test.setValue(0.15)
+    set_row(builder, "split.test", "fixed", "0.15")
     qtbot.waitUntil(lambda: builder.summary.text().startswith("1 training"), timeout=5000)
     assert builder.document()["split"]["test"] == 0.15
     builder.enqueue_button.click()
@@ -151,3 +151,24 @@ def test_that_a_model_that_cannot_take_the_data_is_refused_in_the_form(qtbot, bu
     with pytest.raises(GridError, match="cnn3d cannot take this data"):
         submit_grid(workspace, store, str(path))
     assert JobQueue(store).counts().get("queued", 0) == 0
+
+
+def test_that_datasets_and_split_fractions_are_axes_in_the_form(qtbot, builder, tmp_path) -> None:
+    assert builder.rows["split.validation"].mode.count() == 3  # default, fixed, list: what [split] takes
+    set_row(builder, "split.validation", "list", "0.1, 0.2, 0.3")
+    qtbot.waitUntil(lambda: builder.summary.text().startswith("3 trainings"), timeout=5000)
+    builder.dataset.setCurrentText("digits, digits@" + datasets.resolve(builder._store, builder._workspace,
+                                                                         "digits").version)
+    qtbot.waitUntil(lambda: builder.summary.text().startswith("6 trainings"), timeout=5000)
+    doc = builder.document()
+    assert doc["split"] == {"validation": [0.1, 0.2, 0.3]} and len(doc["dataset"]) == 2
+    path = tmp_path / "axes.toml"
+    builder.save(path)
+    qtbot.waitUntil(path.exists, timeout=5000)
+    assert load_grid(path).count == 6
+    set_row(builder, "split.validation", "default", "")
+    builder.load(path)
+    qtbot.waitUntil(lambda: builder.rows["split.validation"].text.text() == "0.1, 0.2, 0.3", timeout=5000)
+    qtbot.waitUntil(lambda: builder.summary.text().startswith("6 trainings"), timeout=5000)
+    set_row(builder, "split.test", "fixed", "1.5")
+    qtbot.waitUntil(lambda: builder.rows["split.test"].problem.text() != "", timeout=5000)
