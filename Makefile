@@ -80,9 +80,13 @@ system-gui-libs:
 	      || echo "could not install Xvfb: the real-window test will be skipped"; \
 	  else echo "note: without Xvfb (sudo apt-get install $(XCB_LIBS)) the real-window test is skipped"; fi; }
 
-# PNGs of every view of the demo workspace, rendered in a real (virtual) X window.
+# PNGs of every view of the demo workspace, rendered in a real (virtual) X window; a workspace
+# without a finished run first trains the small screenshots grid.
 SHOTS ?= screenshots
 screenshots: $(STAMP) system-gui-libs
 	@command -v xvfb-run >/dev/null || { echo "screenshots need Xvfb: sudo apt-get install $(XCB_LIBS)"; exit 1; }
 	@$(PY) main.py data demo >/dev/null
+	@$(PY) main.py runs ls --state succeeded --json | $(PY) -c "import json, sys; sys.exit(not json.load(sys.stdin))" \
+	  || { echo "no finished run yet: training resources/examples/screenshots.toml (4 short trainings)"; \
+	       $(PY) main.py --batch resources/examples/screenshots.toml --slots $(SLOTS); }
 	@QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m gui.screenshots $(SHOTS)
