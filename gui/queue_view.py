@@ -86,6 +86,7 @@ JOB_COLUMNS = [
     Column("Error", lambda r: r["error"], tooltip=lambda r: r["error"]),
 ]
 TITLES = [column.title for column in JOB_COLUMNS]
+WIDEST_TEXT_COLUMN = 360  # pixels a text column grows to by itself
 PROGRESS_COLUMN = TITLES.index("Progress")
 TICKING_COLUMNS = (TITLES.index("Elapsed"), TITLES.index("ETA"))
 
@@ -315,6 +316,7 @@ class QtQueueView(QWidget):
         )
         self._remaining.ready.connect(self._show_remaining)
         self.model.loaded.connect(self._remaining.request)
+        self.model.loaded.connect(self._widen_text_columns)
 
         self.slots = QtSlotPanel(self)
         self._gpu_stats = Fetcher(lambda: gpu_stats, self)
@@ -376,6 +378,14 @@ class QtQueueView(QWidget):
         enable["raise"] = enable["lower"] = bool(states)
         for name, on in enable.items():
             self.actions_by_name[name].setEnabled(on)
+
+    def _widen_text_columns(self) -> None:
+        """Parameters and Dataset grow to their text (up to a limit), never shrink under the user."""
+        for title in ("Dataset", "Parameters"):
+            column = TITLES.index(title)
+            wanted = min(self.table.sizeHintForColumn(column), WIDEST_TEXT_COLUMN)
+            if wanted > self.table.columnWidth(column):
+                self.table.setColumnWidth(column, wanted)
 
     def _show_remaining(self, found: Estimate | None) -> None:
         busy = any(row["state"] in ("queued", "running") for row in self.model.rows())

@@ -104,10 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         print(path)
         if name == "run-evaluation":  # the whole pane, as it scrolls
             content = view.detail.evaluation.content
-            content.resize(1100, content.sizeHint().height())
+            scroll = content.parentWidget().parentWidget()  # viewport, then the QScrollArea
+            scroll.setWidgetResizable(False)  # else it squeezes the pane back into the window
+            content.resize(max(1100, content.minimumSizeHint().width()), content.sizeHint().height())
             settle(app, seconds=0.5)
             full = args.outdir / f"{number + 1}-{name}-full.png"
             content.grab().save(str(full))
+            scroll.setWidgetResizable(True)
             print(full)
     window.shutdown()
     window.close()
