@@ -186,7 +186,7 @@ class ParamRow:
 
 
 # Grid keys the form has no field for: saving over a file leaves them as they are.
-FORM_LEAVES_ALONE = ("description", "max_failures", "priority", "split.seed")
+FORM_LEAVES_ALONE = ("description", "max_failures", "priority", "split.seed", "command", "workdir")
 
 
 def check_grid(store: Store, text: str, workspace: Workspace | None = None) -> dict[str, Any]:
