@@ -42,7 +42,7 @@ system-test-tools:
 	      || echo "could not install chromium: the report's browser test will be skipped"; \
 	  else echo "note: without chromium (apt-get install chromium) the report's browser test is skipped"; fi; }
 
-test: $(STAMP) system-test-tools lint
+test: $(STAMP) system-test-tools system-gui-libs lint
 	@$(PY) -m pytest
 
 test-reliability: $(STAMP)
@@ -68,16 +68,25 @@ bench: $(STAMP)
 	@$(PY) benchmarks/es_sync.py
 	@$(PY) benchmarks/gcs_sync.py
 
-# Debian packages a real window needs (Xvfb and Qt's xcb plugin libraries); installed when missing.
+# Debian packages a real window needs (Xvfb and Qt's xcb plugin libraries): installed when missing
+# and we may (root, apt); otherwise the real-window test is skipped, and says why.
 XCB_LIBS := xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 \
 	libxcb-xkb1 libxkbcommon-x11-0 libxcb-shape0 libxcb-randr0 libegl1 libgl1 libfontconfig1 libdbus-1-3
 system-gui-libs:
 	@command -v xvfb-run >/dev/null && ldconfig -p | grep -q libxcb-cursor || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(XCB_LIBS); \
-	  else echo "install these Debian packages first: sudo apt-get install $(XCB_LIBS)"; exit 1; fi; }
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Xvfb and the xcb libraries for the real-window test and screenshots"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(XCB_LIBS)) >/dev/null 2>&1 \
+	      || echo "could not install Xvfb: the real-window test will be skipped"; \
+	  else echo "note: without Xvfb (sudo apt-get install $(XCB_LIBS)) the real-window test is skipped"; fi; }
 
-# PNGs of every view of the demo workspace, rendered in a real (virtual) X window.
+# PNGs of every view of the demo workspace, rendered in a real (virtual) X window; a workspace
+# without a finished run first trains the small screenshots grid.
 SHOTS ?= screenshots
 screenshots: $(STAMP) system-gui-libs
+	@command -v xvfb-run >/dev/null || { echo "screenshots need Xvfb: sudo apt-get install $(XCB_LIBS)"; exit 1; }
 	@$(PY) main.py data demo >/dev/null
+	@$(PY) main.py runs ls --state succeeded --json | $(PY) -c "import json, sys; sys.exit(not json.load(sys.stdin))" \
+	  || { echo "no finished run yet: training resources/examples/screenshots.toml (4 short trainings)"; \
+	       $(PY) main.py --batch resources/examples/screenshots.toml --slots $(SLOTS); }
 	@QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m gui.screenshots $(SHOTS)

@@ -1,16 +1,23 @@
-"""TOML text for grid files: a writer (``tomllib`` only reads) and a locator for error lines.
+"""TOML text for grid files: a writer (``tomllib`` only reads), an updater that keeps a
+file's comments and layout (tomlkit), and a locator for error lines.
 
 The writer covers what a grid holds: text, numbers, booleans, lists and
-tables; no dates.  The locator finds the line that sets a dotted key, so a
-message can say ``grid.toml:12`` even though ``tomllib`` reports lines only
-for syntax errors.
+tables; no dates.  The updater rewrites only the values that changed, so a
+grid saved from the app over a hand-written file keeps its comments, order
+and number spellings (``1e-3`` stays ``1e-3`` while it is the same number).
+The locator finds the line that sets a dotted key, so a message can say
+``grid.toml:12`` even though ``tomllib`` reports lines only for syntax errors.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from blueno import BluenoError
 
 _HEADER = re.compile(r"^\[\[?\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
@@ -95,3 +102,73 @@ def toml_value(value: Any) -> str:
             return "{}"
         return "{ " + ", ".join(f"{_toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+# -- round trip -----------------------------------------------------------------------
+
+
+def update_toml(text: str, document: Mapping[str, Any], *, keep: Iterable[str] = (), source: str = "grid") -> str:
+    """``text`` (a TOML file) changed to hold ``document``, its comments and layout kept.
+
+    Values equal to the file's are left as written; changed ones are replaced
+    in place; keys missing from ``document`` are removed, except the dotted
+    keys in ``keep`` (what the caller does not manage, such as a grid's
+    ``description`` for the app's form).  New tables are written as
+    ``write_toml`` writes them.
+    """
+    import tomlkit
+    from tomlkit.exceptions import ParseError
+
+    try:
+        parsed = tomlkit.parse(text)
+    except ParseError as exc:
+        raise BluenoError(f"{source}: {exc}. Fix the TOML syntax there, or save under another name.") from None
+    _merge(parsed, document, "", set(keep))
+    return tomlkit.dumps(parsed)
+
+
+def save_toml(path: Path, document: Mapping[str, Any], *, keep: Iterable[str] = ()) -> None:
+    """Write ``document`` to ``path``: over an existing file with :func:`update_toml`, else new.
+
+    The file is replaced atomically: a failed save leaves the old one as it was.
+    """
+    path = Path(path)
+    text = (update_toml(path.read_text(encoding="utf-8"), document, keep=keep, source=str(path))
+            if path.is_file() else write_toml(document))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _plain(item: Any) -> Any:
+    return item.unwrap() if hasattr(item, "unwrap") else item
+
+
+def _merge(table: Any, new: Mapping[str, Any], prefix: str, keep: set[str]) -> None:
+    for key in list(table.keys()):
+        if key not in new and f"{prefix}{key}" not in keep:
+            del table[key]
+    for key, value in new.items():
+        dotted = f"{prefix}{key}"
+        if key in table:
+            current = table[key]
+            if isinstance(value, Mapping) and isinstance(_plain(current), dict):
+                _merge(current, value, f"{dotted}.", keep)
+                continue
+            if _plain(current) == value and type(_plain(current)) is type(value):
+                continue
+        table[key] = _new_item(dotted, value)
+
+
+def _new_item(dotted: str, value: Any) -> Any:
+    """A tomlkit item styled as ``write_toml`` writes it: sections for top-level tables and
+    ``models.NAME``, inline values below."""
+    import tomlkit
+
+    parts = dotted.split(".")
+    if isinstance(value, Mapping) and (len(parts) == 1 or (len(parts) == 2 and parts[0] == "models")):
+        table = tomlkit.table(is_super_table=dotted == "models")
+        for key, sub in value.items():
+            table[key] = _new_item(f"{dotted}.{key}", sub)
+        return table
+    return tomlkit.parse(f"v = {toml_value(value)}")["v"]

@@ -55,6 +55,9 @@ def notify_problems(section: object) -> list[str]:
 def settings_problems(settings: Mapping[str, Any]) -> list[str]:
     """Shape problems of the known sections (tables where tables belong, a valid [notify])."""
     problems = [f"[{name}] must be a table, not a {type(settings[name]).__name__}"
-                for name in ("gcs", "elasticsearch", "scheduler") if name in settings
+                for name in ("gcs", "elasticsearch", "scheduler", "tensorboard") if name in settings
                 and not isinstance(settings[name], dict)]
+    board = settings.get("tensorboard")
+    if isinstance(board, dict) and "enabled" in board and not isinstance(board["enabled"], bool):
+        problems.append("[tensorboard] enabled must be true or false")
     return problems + notify_problems(settings.get("notify"))

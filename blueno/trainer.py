@@ -320,6 +320,9 @@ def fit(
     validation = stream(tf, data.x, data.y, data.validation, params["batch_size"]).prefetch(PREFETCH_BATCHES)
     x_val, y_val = validation.map(lambda batch, _: batch), data.y[data.validation]
     book = EpochBook(writer, checkpoints, state, params, len(data.train))
+    callbacks = [_keras_callback(keras, book, x_val, y_val, data.binary)]
+    if workspace.settings().get("tensorboard", {}).get("enabled") is True:  # docs/workspace.md#tensorboard
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(workspace.logs_dir / f"run-{job.run_id}")))
     augment = keras_parts.augmenter(tf, params, _spatial_rank(spec, data), _flip_axis(spec))
     weights = keras_parts.class_weight(params, data.y[data.train], data.n_classes)
     for first, end, unfreeze in _phases(params, state.epoch):
@@ -335,7 +338,7 @@ def fit(
             class_weight=weights,
             shuffle=False,  # the dataset shuffles itself
             verbose=0,
-            callbacks=[_keras_callback(keras, book, x_val, y_val, data.binary)],
+            callbacks=callbacks,
         )
         if state.stopped_early or state.epoch < end:
             break

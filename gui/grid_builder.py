@@ -38,6 +38,7 @@ from blueno import actions, datasets
 from blueno.estimate import Estimate, estimate, plan_grid
 from blueno.grid import SPLIT_AXES, Grid, GridError, load_grid, parse_grid, to_toml, zoo_models
 from blueno.grid_data import check_data_fits
+from blueno.grid_toml import save_toml
 from blueno.store import Store
 from blueno.workspace import Workspace
 from blueno.zoo.base import TRAINING_PARAMS, Hyperparam
@@ -182,6 +183,10 @@ class ParamRow:
     def show_problem(self, text: str) -> None:
         self.problem.setText(text)
         self.text.setStyleSheet("border: 1px solid #c62828" if text else "")
+
+
+# Grid keys the form has no field for: saving over a file leaves them as they are.
+FORM_LEAVES_ALONE = ("description", "max_failures", "priority", "split.seed", "command", "workdir")
 
 
 def check_grid(store: Store, text: str, workspace: Workspace | None = None) -> dict[str, Any]:
@@ -594,11 +599,12 @@ class QtGridBuilder(QWidget):
             self.save(Path(path))
 
     def save(self, path: Path) -> None:
-        text = self._text or to_toml(self.document())
+        """Write the form's grid; over an existing file only what changed, its comments kept."""
         submit(
-            path.write_text,
-            text,
-            encoding="utf-8",
+            save_toml,
+            path,
+            self.document(),
+            keep=FORM_LEAVES_ALONE,
             on_done=lambda _: self.status_message.emit(f"saved {path}"),
             on_error=lambda exc: QMessageBox.warning(self, "Blueno", f"could not save {path}: {exc}"),
         )

@@ -33,10 +33,12 @@ from PySide6.QtWidgets import (
 )
 
 from blueno import actions
+from blueno.estimate import Estimate, estimate, plan_queue
 from blueno.queue import PLACING, JobQueue
 from blueno.scheduler import GpuStat, gpu_stats
 from blueno.store import Store
-from gui.formatting import STATE_COLOURS, format_duration
+from blueno.workspace import Workspace
+from gui.formatting import STATE_COLOURS, format_duration, format_value
 from gui.scheduler_control import SchedulerControl, SchedulerStatus
 from gui.table_model import ID_ROLE, ROW_ROLE, Column, Row, RowsTableModel
 from gui.workers import Fetcher, submit
@@ -67,6 +69,7 @@ JOB_COLUMNS = [
            tooltip=lambda r: r["error"]),
     Column("Model", lambda r: r["model"]),
     Column("Dataset", lambda r: r["dataset"]),
+    Column("Parameters", lambda r: r["differs"], tooltip=lambda r: r["params_text"]),
     Column("Priority", lambda r: r["priority"], numeric=True),
     Column("Slot", lambda r: r["slot"]),
     Column("GPU", lambda r: r["gpu"]),
@@ -82,29 +85,67 @@ JOB_COLUMNS = [
     Column("Run", lambda r: r["run_id"], numeric=True),
     Column("Error", lambda r: r["error"], tooltip=lambda r: r["error"]),
 ]
-PROGRESS_COLUMN = 8
-TICKING_COLUMNS = (9, 10)
+TITLES = [column.title for column in JOB_COLUMNS]
+WIDEST_TEXT_COLUMN = 360  # pixels a text column grows to by itself
+PROGRESS_COLUMN = TITLES.index("Progress")
+TICKING_COLUMNS = (TITLES.index("Elapsed"), TITLES.index("ETA"))
+
+
+def differing_params(configs: list[dict[str, Any]]) -> list[str]:
+    """Parameter names whose values are not the same in all these job configs (sorted)."""
+    keys = sorted({key for config in configs for key in config.get("params", {})})
+    return [key for key in keys
+            if len({format_value(config.get("params", {}).get(key)) for config in configs}) > 1]
 
 
 def read_jobs(store: Store) -> list[Row]:
-    """All jobs as plain rows (runs on a worker thread)."""
+    """All jobs as plain rows (runs on a worker thread).
+
+    ``differs`` names the job by the parameters that differ between the jobs of its
+    experiment ("hidden_units=16 · learning_rate=0.01"): two queued jobs of a grid
+    never look the same.
+    """
+    jobs = JobQueue(store).jobs()
+    by_experiment: dict[Any, list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_experiment.setdefault(job.experiment_id, []).append(job.config or {})
+    differing = {experiment: differing_params(configs) for experiment, configs in by_experiment.items()}
     rows = []
-    for job in JobQueue(store).jobs():
+    for job in jobs:
         row = dict(vars(job))
         row["state"] = str(job.state)
-        row.pop("config")
+        params = (row.pop("config") or {}).get("params", {})
+        keys = differing[job.experiment_id]
+        row["differs"] = " · ".join(f"{key}={format_value(params.get(key))}" for key in keys) or None
+        row["params_text"] = ", ".join(f"{key}={format_value(value)}" for key, value in sorted(params.items()))
         rows.append(row)
     return rows
 
 
+def read_remaining(store: Store, workspace: Workspace, slots: int) -> Estimate | None:
+    """How long what is queued and running will take on ``slots`` slots, or on the configured
+    slots when no scheduler runs (worker thread); None before a training has finished here."""
+    if not slots:
+        from blueno.scheduler import configured_slots
+
+        try:
+            slots = len(configured_slots(workspace))
+        except Exception:  # a bad settings file is the settings dialog's to report, not the estimate's
+            slots = 1
+    return estimate(store, plan_queue(store), slots)
+
+
 class JobsTableModel(RowsTableModel):
     """Jobs of the workspace, refreshed off the GUI thread when the database changes."""
+
+    loaded = Signal()  # a fresh read of the jobs is in the model
 
     def __init__(self, store: Store, parent: QObject | None = None) -> None:
         super().__init__(JOB_COLUMNS, parent=parent)
         self._store = store
         self._fetcher = Fetcher(lambda: lambda: read_jobs(store), self)
         self._fetcher.ready.connect(self.replace)
+        self._fetcher.ready.connect(lambda _: self.loaded.emit())
         self._ticker = QTimer(self)
         self._ticker.setInterval(1000)
         self._ticker.timeout.connect(self._tick)
@@ -267,6 +308,15 @@ class QtQueueView(QWidget):
         self.scheduler_label = QLabel(self)
         self.toolbar.addSeparator()
         self.toolbar.addWidget(self.scheduler_label)
+        self.remaining = QLabel(self)  # the time left for what is queued and running
+        self.remaining.setContentsMargins(12, 0, 0, 0)
+        self.toolbar.addWidget(self.remaining)
+        self._remaining = Fetcher(
+            lambda: lambda slots=len(scheduler.status.slots): read_remaining(store, scheduler.workspace, slots), self
+        )
+        self._remaining.ready.connect(self._show_remaining)
+        self.model.loaded.connect(self._remaining.request)
+        self.model.loaded.connect(self._widen_text_columns)
 
         self.slots = QtSlotPanel(self)
         self._gpu_stats = Fetcher(lambda: gpu_stats, self)
@@ -328,6 +378,23 @@ class QtQueueView(QWidget):
         enable["raise"] = enable["lower"] = bool(states)
         for name, on in enable.items():
             self.actions_by_name[name].setEnabled(on)
+
+    def _widen_text_columns(self) -> None:
+        """Parameters and Dataset grow to their text (up to a limit), never shrink under the user."""
+        for title in ("Dataset", "Parameters"):
+            column = TITLES.index(title)
+            wanted = min(self.table.sizeHintForColumn(column), WIDEST_TEXT_COLUMN)
+            if wanted > self.table.columnWidth(column):
+                self.table.setColumnWidth(column, wanted)
+
+    def _show_remaining(self, found: Estimate | None) -> None:
+        busy = any(row["state"] in ("queued", "running") for row in self.model.rows())
+        if found is None or not busy:
+            self.remaining.setText("")
+            self.remaining.setToolTip("")
+            return
+        self.remaining.setText(f"left: {found.describe()}")
+        self.remaining.setToolTip(f"Estimated from {found.basis}.")
 
     def _on_jobs_changed(self, *_: Any) -> None:
         self._update_actions()

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from blueno import BluenoError, metrics, report, runs
+from blueno.monitor import is_maximized
 from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.cli_process import CliProcess
@@ -323,6 +324,11 @@ class QtRunEvaluation(QWidget):
                 label = "train" if key == train else "validation"
                 self.curves.plot(steps, values, pen=pg.mkPen(colour, width=2, style=style), name=label,
                                  connect="finite")
+        legend = self.curves.getPlotItem().legend
+        if legend is not None:  # mid-top over falling curves (a loss), mid-bottom over rising ones
+            falling = not is_maximized(train)
+            edge = 0 if falling else 1
+            legend.anchor((0.5, edge), (0.5, edge), offset=(0, 10 if falling else -10))
         if run.get("best_epoch") is not None:
             self.curves.addItem(pg.InfiniteLine(
                 run["best_epoch"], angle=90, pen=pg.mkPen("#2e7d32", width=1, style=Qt.PenStyle.DotLine),

@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSplitter,
-    QTableView,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -44,6 +43,7 @@ from blueno.workspace import Workspace
 from gui.cli_process import CliProcess
 from gui.compare import QtCompareView
 from gui.formatting import STATE_COLOURS, format_duration, format_value
+from gui.frozen_table import FrozenColumnTableView
 from gui.parallel_coordinates import QtParallelCoordinates
 from gui.plot import QtLivePlot
 from gui.run_detail import QtRunDetail
@@ -223,7 +223,7 @@ class QtRunsView(QWidget):
         QShortcut(QKeySequence.StandardKey.Find, self, self.filter.setFocus)
         self.count = QLabel(self)
 
-        self.table = QTableView(self)
+        self.table = FrozenColumnTableView(self)  # the Run column stays in view when scrolling sideways
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)

@@ -58,6 +58,7 @@ class QtWelcome(QFrame):
 
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
+        top.addWidget(self.run_demo)  # on the title's row: both rows fit a 1280-pixel screen
         top.addWidget(self.hide_button)
         steps = QHBoxLayout()
         steps.addWidget(self.steps["data"])
@@ -69,7 +70,6 @@ class QtWelcome(QFrame):
         steps.addSpacing(18)
         steps.addWidget(self.steps["train"])
         steps.addStretch(1)
-        steps.addWidget(self.run_demo)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
         layout.addLayout(top)

@@ -157,6 +157,7 @@ def test_that_a_binary_job_trains_and_reports_exactly_the_saved_model(
     assert result["best_epoch"] == int(np.argmax(auc)) + 1 and best["val_auc"] == auc.max()
     assert json.loads(result["evaluation"])["split"]["test"] > 0
     assert rows(store, "SELECT topic, ref FROM outbox") == [{"topic": "run", "ref": run}]
+    assert not (workspace.logs_dir / f"run-{run}").exists()  # TensorBoard files only when the setting is on
 
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_auc", "lr"):
         assert metrics.history(store, run, key)[0].tolist() == [1, 2, 3, 4], key
@@ -396,3 +397,21 @@ def test_that_runs_show_gives_everything_about_one_run(
 
     assert main(["--home", str(workspace.root), "runs", "show", "999"]) == 2
     assert "no run 999" in capsys.readouterr().err
+
+
+def test_that_tensorboard_event_files_are_written_beside_the_log_when_the_setting_is_on(
+    workspace: Workspace, store: Store, threes_and_eights: str
+) -> None:
+    from blueno.settings_check import settings_problems
+
+    assert settings_problems({"tensorboard": {"enabled": "yes"}}) == ["[tensorboard] enabled must be true or false"]
+    workspace.settings_path.write_text("[tensorboard]\nenabled = true\n")
+    job, run = add_job(store, job_config("mlp", threes_and_eights, epochs=2, batch_size=32, hidden_units=4))
+
+    code, out = finish(start_trainer(workspace, store, job, 1))
+    assert code == trainer.EXIT_OK, out
+    board = workspace.logs_dir / f"run-{run}"
+    for split in ("train", "validation"):  # `tensorboard --logdir logs/` shows run-N/train and run-N/validation
+        files = list((board / split).glob("events.out.tfevents.*"))
+        assert len(files) == 1, (split, list(board.rglob("*")))
+        assert b"epoch_loss" in files[0].read_bytes()  # the scalar's tag, in the TFRecord as written

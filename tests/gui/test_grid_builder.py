@@ -74,6 +74,22 @@ def test_that_a_saved_grid_loads_back_into_the_form_and_the_cli_reads_it(qtbot, 
     qtbot.waitUntil(lambda: builder.summary.text().startswith("6 trainings"), timeout=5000)
 
 
+
+def test_that_saving_over_a_grid_file_keeps_its_comments(qtbot, builder, tmp_path) -> None:
+    set_row(builder, "models.standin.index", "list", "0, 1")
+    qtbot.waitUntil(lambda: builder.summary.text().startswith("2 trainings"), timeout=5000)
+    path = tmp_path / "grid.toml"
+    builder.save(path)
+    qtbot.waitUntil(path.exists, timeout=5000)
+    text = path.read_text()
+    path.write_text("# why this sweep: keep me\n" + text.replace("[params]", "[params]   # shared"))
+    set_row(builder, "models.standin.index", "list", "0, 1, 2")
+    qtbot.waitUntil(lambda: builder.summary.text().startswith("3 trainings"), timeout=5000)
+    builder.save(path)
+    qtbot.waitUntil(lambda: load_grid(path).count == 3, timeout=5000)
+    saved = path.read_text()
+    assert saved.startswith("# why this sweep: keep me\n") and "[params]   # shared" in saved
+
 def test_that_enqueue_queues_every_training(qtbot, builder, store) -> None:
     set_row(builder, "models.standin.index", "list", "0, 1, 2, 3")
     qtbot.waitUntil(lambda: builder.summary.text().startswith("4 trainings"), timeout=5000)

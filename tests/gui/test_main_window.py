@@ -6,6 +6,7 @@ from gui_helpers import add_runs
 from PySide6.QtCore import Qt
 
 from gui.main_window import MainWindow
+from gui.workers import wait_for_pool
 
 
 def test_that_the_window_opens_on_an_empty_workspace_with_five_views(window: MainWindow) -> None:
@@ -38,6 +39,8 @@ def test_that_the_tab_and_geometry_survive_a_restart(qtbot, workspace, store, qs
     second.show()
     assert second.tabs.currentIndex() == 3
     assert not qsettings.value("window/geometry").isEmpty()  # offscreen Qt does not honour it all
+    second.shutdown()
+    wait_for_pool()
 
 
 def test_that_a_window_reopened_mid_grid_shows_the_jobs_as_they_are(
@@ -56,3 +59,4 @@ def test_that_a_window_reopened_mid_grid_shows_the_jobs_as_they_are(
     qtbot.waitUntil(lambda: model.rowCount() == 3, timeout=5000)
     assert sorted(row["state"] for row in model.rows()) == ["queued", "queued", "succeeded"]
     second.shutdown()
+    wait_for_pool()  # no background read may outlive the store the fixture closes next

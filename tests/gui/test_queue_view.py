@@ -11,7 +11,7 @@ from standin_model import STANDIN, standin_grid
 
 from blueno import actions, datasets
 from blueno.queue import JobQueue
-from gui.queue_view import JobsTableModel
+from gui.queue_view import TITLES, JobsTableModel
 from gui.workers import wait_for_pool
 
 
@@ -55,7 +55,7 @@ def test_that_jobs_written_by_another_process_appear_and_change_in_the_table(
                 (job_id,),
             )
     qtbot.waitUntil(lambda: state_of(view, job_id) == "running", timeout=5000)
-    assert view.model.index(view.model.position(job_id), 5).data() == "cpu0"
+    assert view.model.index(view.model.position(job_id), TITLES.index("Slot")).data() == "cpu0"
 
 
 def test_that_cancel_and_retry_from_the_view_change_the_selected_jobs(qtbot, window, store) -> None:
@@ -137,3 +137,29 @@ def test_that_cancelling_a_running_job_stops_its_trainer(qtbot, window, store, s
     view.actions_by_name["stop"].trigger()
     qtbot.waitUntil(lambda: window.scheduler.status.state == "stopped", timeout=20_000)
     wait_for_pool()
+
+
+def test_that_queued_jobs_are_named_by_the_parameters_that_differ_and_the_time_left_is_shown(
+    qtbot, window, workspace, store
+) -> None:
+    from test_estimate import grid_text, run_grid_with_known_times
+    from training_helpers import threes_and_eights
+
+    from blueno.grid import parse_grid
+
+    workspace.settings_path.write_text("[scheduler]\nslots = 1\n")
+    dataset = threes_and_eights(workspace, store)
+    run_grid_with_known_times(workspace, store, dataset, startup=6.0, per_epoch=2.0, epochs=3)
+    JobQueue(store).submit(parse_grid(grid_text(dataset, 5, units="[8, 24, 40]"), workspace=workspace),
+                           resolve=lambda ref: datasets.resolve(store, workspace, ref).ref)
+    view = window.queue_view
+    window.watcher.poke()
+    qtbot.waitUntil(lambda: view.model.rowCount() == 5, timeout=5000)
+    column = TITLES.index("Parameters")
+    names = {view.model.row(p)["state"] + " " + view.model.index(p, column).data() for p in range(5)}
+    assert names == {"succeeded hidden_units=16", "succeeded hidden_units=32", "queued hidden_units=8",
+                     "queued hidden_units=24", "queued hidden_units=40"}
+    # Three queued trainings of 6 s start-up + 5 epochs x 2 s, one at a time: 48 s.
+    qtbot.waitUntil(lambda: "0:48" in view.remaining.text(), timeout=5000)
+    assert view.remaining.text() == "left: about 0:48 on 1 slot"
+    assert "finished run" in view.remaining.toolTip()

@@ -200,3 +200,30 @@ def test_that_export_writes_the_selected_runs(qtbot, window, store, tmp_path) ->
         view.export_to(str(tmp_path / "two.csv"), run_ids[:2])
     assert "exported 2 runs" in message.args[0]
     assert (tmp_path / "two.csv").read_text().count("\n") == 3
+
+
+def test_that_the_run_column_stays_in_view_when_the_table_scrolls_sideways(qtbot, window, store) -> None:
+    add_runs(store, 6, params={"dropout": 0.1})
+    view = window.runs_view
+    window.tabs.setCurrentWidget(view)
+    view.splitter.setSizes([260, 1000])  # narrower than the columns: the table scrolls sideways
+    window.watcher.poke()
+    qtbot.waitUntil(lambda: view.proxy.rowCount() == 6, timeout=5000)
+    table = view.table
+    qtbot.waitUntil(lambda: table.horizontalScrollBar().maximum() > 0, timeout=5000)
+    table.horizontalScrollBar().setValue(table.horizontalScrollBar().maximum())
+    assert table.columnViewportPosition(0) < 0  # the main view's Run column scrolled out of sight
+    frozen = table.frozen
+    assert frozen.isVisible() and frozen.width() == table.columnWidth(0)
+    assert [frozen.isColumnHidden(c) for c in range(view.proxy.columnCount())] == [False] + [True] * (
+        view.proxy.columnCount() - 1)
+    top = view.proxy.index(0, 0)
+    rect = frozen.visualRect(top)
+    assert rect.left() == 0 and rect.width() > 0  # the pinned cell is drawn at the left edge
+    qtbot.mouseClick(frozen.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert view.selected_ids() == [int(top.data(Qt.ItemDataRole.DisplayRole))]  # one selection, shared
+    table.verticalScrollBar().setValue(table.verticalScrollBar().maximum())
+    assert frozen.verticalScrollBar().value() == table.verticalScrollBar().value()
+    header = table.horizontalHeader()
+    header.moveSection(0, 3)  # the Run column cannot be dragged out of its place
+    assert header.visualIndex(0) == 0
