@@ -321,7 +321,7 @@ def fit(
     x_val, y_val = validation.map(lambda batch, _: batch), data.y[data.validation]
     book = EpochBook(writer, checkpoints, state, params, len(data.train))
     callbacks = [_keras_callback(keras, book, x_val, y_val, data.binary)]
-    if workspace.settings().get("tensorboard", {}).get("enabled") is True:  # docs/workspace.md#tensorboard
+    if _optional_setting(workspace, "tensorboard", "enabled") is True:  # docs/workspace.md#tensorboard
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(workspace.logs_dir / f"run-{job.run_id}")))
     augment = keras_parts.augmenter(tf, params, _spatial_rank(spec, data), _flip_axis(spec))
     weights = keras_parts.class_weight(params, data.y[data.train], data.n_classes)
@@ -473,9 +473,18 @@ def train(workspace: Workspace, spec_: dict[str, Any], writer: events.EventWrite
     _upload_model(workspace, job.run_id, writer)
 
 
+def _optional_setting(workspace: Workspace, section: str, key: str) -> Any:
+    """A setting of an optional feature; a settings file broken mid-grid turns the feature off, not the job."""
+    try:
+        return workspace.settings().get(section, {}).get(key)
+    except BluenoError as exc:
+        print(f"{section}.{key} ignored: {exc}", flush=True)
+        return None
+
+
 def _upload_model(workspace: Workspace, run_id: int, writer: events.EventWriter) -> None:
     """Copy the saved model to Cloud Storage when a bucket is configured; the run has succeeded either way."""
-    if not workspace.settings().get("gcs", {}).get("bucket"):
+    if not _optional_setting(workspace, "gcs", "bucket"):
         return
     from blueno.datasets import remote
 

@@ -415,3 +415,17 @@ def test_that_tensorboard_event_files_are_written_beside_the_log_when_the_settin
         files = list((board / split).glob("events.out.tfevents.*"))
         assert len(files) == 1, (split, list(board.rglob("*")))
         assert b"epoch_loss" in files[0].read_bytes()  # the scalar's tag, in the TFRecord as written
+
+
+def test_that_a_settings_file_broken_during_a_grid_turns_optional_features_off_not_the_training(
+    workspace: Workspace, store: Store, threes_and_eights: str
+) -> None:
+    job, run = add_job(store, job_config("mlp", threes_and_eights, epochs=1, batch_size=32, hidden_units=4))
+    workspace.settings_path.write_text("[gcs\nbucket = 'gs://half-saved'\n")  # a save interrupted mid-write
+
+    code, out = finish(start_trainer(workspace, store, job, 1))
+    assert code == trainer.EXIT_OK, out
+    assert "tensorboard.enabled ignored" in out and "gcs.bucket ignored" in out
+    record(workspace, store, job, 1)  # what the scheduler does with the trainer's events
+    assert store.query_one("SELECT state FROM jobs WHERE id = ?", (job,))[0] == "succeeded"
+    assert not (workspace.logs_dir / f"run-{run}" / "train").exists()
