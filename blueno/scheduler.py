@@ -14,7 +14,6 @@ read it all from the database.  Process trees are handled in :mod:`blueno.proces
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import selectors
@@ -35,6 +34,7 @@ import psutil
 
 from blueno import BluenoError, __version__, ingest, jobspec
 from blueno.events import FileSource
+from blueno.locks import FileLock
 from blueno.processes import (  # noqa: F401  (process_alive, kill_trees: re-exported)
     GRACE_S,
     Launched,
@@ -168,7 +168,7 @@ class SchedulerInfo:
     started: float
 
 
-class SchedulerLock:
+class SchedulerLock(FileLock):
     """An exclusive ``flock`` on ``<workspace>/.scheduler.lock``.
 
     The kernel drops it when the holder dies, however it dies, so a crashed
@@ -176,27 +176,7 @@ class SchedulerLock:
     """
 
     def __init__(self, workspace: Workspace) -> None:
-        self.path = workspace.scheduler_lock_path
-        self._fd: int | None = None
-
-    def try_acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
+        super().__init__(workspace.scheduler_lock_path)
 
 
 def active_scheduler(workspace: Workspace, store: Store | None = None) -> SchedulerInfo | None:

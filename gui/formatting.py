@@ -6,7 +6,7 @@ pane say the same thing the same way.
 
 from __future__ import annotations
 
-from typing import Any
+from blueno.run_filter import cell_text
 
 STATE_COLOURS = {
     "queued": "#5f6b7a",
@@ -29,12 +29,5 @@ def format_duration(seconds: float | None) -> str:
 
 
 
-def format_value(value: Any) -> str:
-    """Cell text: numbers short, missing values as an empty cell."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+# Cell text is defined once, in the library, because the runs filter matches what the table shows.
+format_value = cell_text

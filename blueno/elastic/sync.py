@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -18,6 +16,7 @@ from elasticsearch.helpers import streaming_bulk
 from blueno import BluenoError, resource
 from blueno.elastic.config import EsConfig, load_config
 from blueno.elastic.documents import RUNS_SQL, metric_document, run_document, workspace_id
+from blueno.locks import FileLock
 from blueno.store import Store, doc_version, now
 from blueno.workspace import Workspace
 
@@ -27,7 +26,7 @@ TEMPLATES_DIR = resource("elasticsearch")  # package data: present in a wheel, n
 SYNC_LOCK = ".es-sync.lock"  # held by the one process whose background thread syncs the workspace
 
 
-class SyncLock:
+class SyncLock(FileLock):
     """An exclusive ``flock`` on ``<workspace>/.es-sync.lock``: one background sync per workspace.
 
     The scheduler process and the window both start a background sync; only
@@ -38,31 +37,7 @@ class SyncLock:
     """
 
     def __init__(self, workspace: Workspace) -> None:
-        self.path = workspace.root / SYNC_LOCK
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def try_acquire(self) -> bool:
-        if self._fd is not None:
-            return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())  # who syncs, for a person looking
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
+        super().__init__(workspace.root / SYNC_LOCK, note_pid=True)
 
 
 def background_sync_held(workspace: Workspace) -> bool:
