@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from blueno import BluenoError, events, jobspec, zoo
+from blueno import BluenoError, events, jobspec, spare, zoo
 from blueno.evaluation import Prediction, evaluate, predictions_path
 from blueno.metrics import binary_scores
 from blueno.queue import EXIT_OK, EXIT_PERMANENT
@@ -539,7 +539,64 @@ def run_job(workspace: Workspace, spec: dict[str, Any], writer: events.EventWrit
     return EXIT_OK
 
 
+def warm_up_steps() -> list[spare.Step]:
+    """What every job needs and none decides, done by a spare before its job (:mod:`blueno.spare`).
+
+    Everywhere: TensorFlow and Keras imported, at idle priority.  On a CPU slot
+    also TensorFlow's runtime started (from the main thread, whose threads the
+    job's computations run on) and a throwaway training rehearsed at idle
+    priority, so the job's first step does not pay TensorFlow's one-time costs.
+    On a GPU slot nothing touches the device: the slot's current job owns it.
+    """
+    steps = [spare.Step(_import_tensorflow)]
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        steps += [spare.Step(_start_runtime, idle=False), spare.Step(_rehearse)]
+    return steps
+
+
+def _import_tensorflow() -> None:
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+
+def _start_runtime() -> None:
+    import tensorflow as tf
+
+    _configure_tensorflow(tf)
+    tf.constant(0.0) + 1.0  # the runtime and its thread pools, created by this (normal priority) thread
+
+
+def _rehearse() -> None:
+    """A tiny training through the trainer's own paths (data pipeline, fit, save, load, predict), then forgotten.
+
+    ``clear_session`` resets Keras' names and state, and the job seeds every
+    generator itself: its results are bit-identical to a cold start's
+    (``tests/test_warm.py``).
+    """
+    import tempfile
+
+    import keras
+    import tensorflow as tf
+
+    x, y = np.zeros((8, 4), "float32"), np.arange(8) % 2
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    params = {"augment_noise": 0.0, "augment_flip": False, "seed": 0, "batch_size": 4}
+    model.fit(train_dataset(tf, x, y, params, 2), validation_data=(x, y), validation_batch_size=4, epochs=1,
+              verbose=0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / MODEL_FILE
+        model.save(path)
+        keras.models.load_model(path).predict(x, batch_size=4, verbose=0)
+    keras.backend.clear_session()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if spare.spare_requested(args_list):  # a warm trainer: imports now, its job later (blueno.spare)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read by TensorFlow's import: set it first
+        return spare.serve(main, warm_up_steps())
     parser = argparse.ArgumentParser(
         prog="python -m blueno.trainer",
         description="Train one claimed job attempt (started by the scheduler, which sets $BLUENO_JOB and "
@@ -547,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("job_id", type=int)
     parser.add_argument("attempt", type=int)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info and warning lines
     spec = events.read_spec()
     if (spec["job_id"], spec["attempt"]) != (args.job_id, args.attempt):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,17 +31,19 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float 
     return wait_until(predicate, timeout=timeout, interval=interval)
 
 
-def workspace_processes(root: Path) -> list[psutil.Process]:
+def workspace_processes(root: Path, spares: Collection[int] = ()) -> list[psutil.Process]:
     """Every live process started for this workspace: trainers and whatever they spawned.
 
     The scheduler gives each trainer ``BLUENO_HOME``; descendants inherit it, even those that
-    left the trainer's process group or session, so none can hide from this search.
+    left the trainer's process group or session, so none can hide from this search.  ``spares``:
+    pids of the scheduler's spare trainers still waiting for a job (``Scheduler.spare_pids``),
+    which belong to no job; a spare that took a job counts like any trainer.
     """
     wanted = str(root)
     found = []
     for proc in psutil.process_iter(["status"]):
         try:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid in spares:
                 continue
             if proc.environ().get("BLUENO_HOME") == wanted:
                 found.append(proc)
