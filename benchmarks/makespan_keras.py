@@ -41,7 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import psutil  # noqa: E402
 
 from blueno import datasets, jobspec  # noqa: E402
-from blueno.cli.batch_cmd import submit_grid  # noqa: E402
+from blueno.actions import submit_grid  # noqa: E402
 from blueno.events import FileSource  # noqa: E402
 from blueno.queue import JobQueue, JobState  # noqa: E402
 from blueno.scheduler import (  # noqa: E402
