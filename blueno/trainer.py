@@ -578,17 +578,18 @@ def _rehearse() -> None:
     import keras
     import tensorflow as tf
 
-    x, y = np.zeros((8, 4), "float32"), np.arange(8) % 2
+    x, y, indices = np.zeros((8, 4), "float32"), np.arange(8) % 2, np.arange(8)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     params = {"augment_noise": 0.0, "augment_flip": False, "seed": 0, "batch_size": 4}
-    model.fit(train_dataset(tf, x, y, params, 2), validation_data=(x, y), validation_batch_size=4, epochs=1,
+    validation = stream(tf, x, y, indices, 4).prefetch(PREFETCH_BATCHES)
+    model.fit(train_dataset(tf, x, y, indices, params, 2), validation_data=validation, epochs=1, shuffle=False,
               verbose=0)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / MODEL_FILE
         model.save(path)
-        keras.models.load_model(path).predict(x, batch_size=4, verbose=0)
+        predict(path, x, 4)
     keras.backend.clear_session()
 
 

@@ -50,8 +50,11 @@ class Running:
         assert not self.thread.is_alive()
 
     def ready_spare(self, slot: str = "cpu0", timeout: float = 60.0) -> int:
-        """The pid of the slot's spare once it says it is ready."""
-        wait_for(lambda: self.scheduler.spares.get(slot) == "ready", timeout=timeout)
+        """The pid of the slot's spare once it says it is ready (its log, if the slot gave up on spares)."""
+        state = wait_for(lambda: (s := self.scheduler.spares.get(slot)) not in (None, "starting") and s,
+                         timeout=timeout)
+        log = self.scheduler.workspace.logs_dir / f"spare-{slot}.log"
+        assert state == "ready", f"{state}\n{log.read_text()[-3000:] if log.exists() else ''}"
         return self.scheduler.spare_pids[slot]
 
     def launch_of(self, job_id: int) -> JobLaunched:
