@@ -14,7 +14,7 @@ import threading
 import psutil
 import pytest
 from standin_model import STANDIN_COMMAND, standin_grid
-from test_scheduler import wait_for
+from waiting import wait_until as wait_for
 
 from blueno import BluenoError, datasets, metrics
 from blueno.queue import JobQueue, JobState
