@@ -563,11 +563,12 @@ def _start_runtime() -> None:
     import tensorflow as tf
 
     _configure_tensorflow(tf)
+    _enable_determinism(tf)  # as the job's fit does, before anything runs
     tf.constant(0.0) + 1.0  # the runtime and its thread pools, created by this (normal priority) thread
 
 
 def _rehearse() -> None:
-    """A tiny training through the trainer's own paths (data pipeline, fit, save, load, predict), then forgotten.
+    """A tiny training through the trainer's own readers and Keras' paths (fit, save, load, predict), then forgotten.
 
     ``clear_session`` resets Keras' names and state, and the job seeds every
     generator itself: its results are bit-identical to a cold start's
@@ -582,10 +583,8 @@ def _rehearse() -> None:
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    params = {"augment_noise": 0.0, "augment_flip": False, "seed": 0, "batch_size": 4}
-    validation = stream(tf, x, y, indices, 4).prefetch(PREFETCH_BATCHES)
-    model.fit(train_dataset(tf, x, y, indices, params, 2), validation_data=validation, epochs=1, shuffle=False,
-              verbose=0)
+    batches = stream(tf, x, y, indices, 4, seed=0).prefetch(PREFETCH_BATCHES)  # the same readers as a job's
+    model.fit(batches, validation_data=batches, epochs=1, shuffle=False, verbose=0)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / MODEL_FILE
         model.save(path)
