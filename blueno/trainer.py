@@ -542,54 +542,17 @@ def run_job(workspace: Workspace, spec: dict[str, Any], writer: events.EventWrit
 def warm_up_steps() -> list[spare.Step]:
     """What every job needs and none decides, done by a spare before its job (:mod:`blueno.spare`).
 
-    Everywhere: TensorFlow and Keras imported, at idle priority.  On a CPU slot
-    also TensorFlow's runtime started (from the main thread, whose threads the
-    job's computations run on) and a throwaway training rehearsed at idle
-    priority, so the job's first step does not pay TensorFlow's one-time costs.
-    On a GPU slot nothing touches the device: the slot's current job owns it.
+    TensorFlow and Keras imported, at idle priority, and nothing more: starting
+    TensorFlow's runtime or rehearsing a training would put work on thread
+    pools that run at normal priority and slow the slot's running job (measured:
+    docs/benchmarks.md), and on a GPU slot it would take the GPU from that job.
     """
-    steps = [spare.Step(_import_tensorflow)]
-    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
-        steps += [spare.Step(_start_runtime, idle=False), spare.Step(_rehearse)]
-    return steps
+    return [spare.Step(_import_tensorflow)]
 
 
 def _import_tensorflow() -> None:
     import keras  # noqa: F401
     import tensorflow  # noqa: F401
-
-
-def _start_runtime() -> None:
-    import tensorflow as tf
-
-    _configure_tensorflow(tf)
-    _enable_determinism(tf)  # as the job's fit does, before anything runs
-    tf.constant(0.0) + 1.0  # the runtime and its thread pools, created by this (normal priority) thread
-
-
-def _rehearse() -> None:
-    """A tiny training through the trainer's own readers and Keras' paths (fit, save, load, predict), then forgotten.
-
-    ``clear_session`` resets Keras' names and state, and the job seeds every
-    generator itself: its results are bit-identical to a cold start's
-    (``tests/test_warm.py``).
-    """
-    import tempfile
-
-    import keras
-    import tensorflow as tf
-
-    x, y, indices = np.zeros((8, 4), "float32"), np.arange(8) % 2, np.arange(8)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    batches = stream(tf, x, y, indices, 4, seed=0).prefetch(PREFETCH_BATCHES)  # the same readers as a job's
-    model.fit(batches, validation_data=batches, epochs=1, shuffle=False, verbose=0)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / MODEL_FILE
-        model.save(path)
-        predict(path, x, 4)
-    keras.backend.clear_session()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
