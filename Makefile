@@ -64,6 +64,7 @@ bench-peers: $(BENCH_STAMP)
 
 bench: $(STAMP)
 	@$(PY) benchmarks/scheduler_overhead.py
+	@$(PY) benchmarks/makespan_keras.py
 	@$(PY) benchmarks/metrics_path.py
 	@$(PY) benchmarks/es_sync.py
 	@$(PY) benchmarks/gcs_sync.py

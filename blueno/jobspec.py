@@ -135,19 +135,34 @@ def command_line(spec: dict[str, Any], trainer: Sequence[str], workspace: Worksp
     return argv, cwd
 
 
-def environment(base: dict[str, str], spec: dict[str, Any], package_parent: str) -> dict[str, str]:
-    """The trainer's environment: this Blueno importable, the spec and events named, GPUs ordered by bus."""
-    from blueno.events import EVENTS_ENV, JOB_ENV
+def slot_environment(base: dict[str, str], home: str, slot: str, gpu: str | None, package_parent: str
+                     ) -> dict[str, str]:
+    """What every trainer on a slot gets, before any job: this Blueno importable, GPUs ordered by bus.
 
+    A warm spare is started with exactly this (:mod:`blueno.spare`) and gets
+    :func:`job_environment` with its job.
+    """
     env = dict(base)
     # This very Blueno first (installed or not); whatever PYTHONPATH the scheduler inherited after it.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
     env.update({
-        "BLUENO_HOME": spec["workspace"], "BLUENO_SLOT": spec["slot"],
-        "CUDA_VISIBLE_DEVICES": spec["gpu"] if spec["gpu"] is not None else "",
+        "BLUENO_HOME": home, "BLUENO_SLOT": slot,
+        "CUDA_VISIBLE_DEVICES": gpu if gpu is not None else "",
         # CUDA numbers GPUs fastest-first by default; NVML (the GPU panel) and --gpus by PCI bus.
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
         "PYTHONUNBUFFERED": "1",
-        JOB_ENV: spec["job_spec"], EVENTS_ENV: spec["events"],
     })
     return env
+
+
+def job_environment(spec: dict[str, Any]) -> dict[str, str]:
+    """The variables one attempt adds to its slot's environment: where its spec and its events file are."""
+    from blueno.events import EVENTS_ENV, JOB_ENV
+
+    return {JOB_ENV: spec["job_spec"], EVENTS_ENV: spec["events"]}
+
+
+def environment(base: dict[str, str], spec: dict[str, Any], package_parent: str) -> dict[str, str]:
+    """The trainer's environment: its slot's (:func:`slot_environment`) and its job's (:func:`job_environment`)."""
+    env = slot_environment(base, spec["workspace"], spec["slot"], spec["gpu"], package_parent)
+    return {**env, **job_environment(spec)}

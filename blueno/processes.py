@@ -148,7 +148,19 @@ class Launched:
         self.kill_at = time.monotonic() + grace
 
     def escalate(self) -> None:
+        """SIGKILL once the grace is over, to the group and every descendant, including those born since SIGTERM.
+
+        A trainer that ignores SIGTERM may start a process in a session of its
+        own during the grace period (a warm trainer, running its job's code at
+        once, easily does): scanning again now keeps it from escaping.
+        """
         if self.kill_at is not None and time.monotonic() >= self.kill_at:
+            try:
+                known = {member.pid for member in self.members}
+                self.members += [child for child in psutil.Process(self.popen.pid).children(recursive=True)
+                                 if child.pid not in known]
+            except psutil.Error:
+                pass  # the trainer is gone: its descendants were scanned at SIGTERM
             _signal_group(self.popen.pid, signal.SIGKILL, self.members)
 
     def cleanup(self) -> set[int]:

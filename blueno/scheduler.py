@@ -33,7 +33,7 @@ from typing import IO, TYPE_CHECKING
 import psutil
 
 from blueno import BluenoError, __version__, ingest, jobspec
-from blueno.events import FileSource
+from blueno.events import EVENTS_ENV, JOB_ENV, FileSource
 from blueno.locks import FileLock
 from blueno.processes import (  # noqa: F401  (process_alive, kill_trees: re-exported)
     GRACE_S,
@@ -44,6 +44,7 @@ from blueno.processes import (  # noqa: F401  (process_alive, kill_trees: re-exp
     reap,
 )
 from blueno.queue import EXIT_OK, EXIT_PERMANENT, PLACING, Job, JobQueue, JobState, RecoveryReport
+from blueno.spare import Spare, SparePool
 from blueno.store import Store, dumps, now
 from blueno.wakeup import WakeEndpoint
 from blueno.workspace import Workspace, parse_gpu_ids
@@ -57,6 +58,7 @@ TICK_S = 0.02  # how often the loop checks PRAGMA data_version for new jobs and 
 WOKEN_TICK_S = 0.1  # the same, when enqueuers can poke the wake-up FIFO (blueno.wakeup)
 TRAINER_ENV = "BLUENO_TRAINER"  # a command that replaces `python -m blueno.trainer`
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+JOB_ENV_KEYS = (JOB_ENV, EVENTS_ENV)  # what a job adds to its slot's environment (a spare gets them with its job)
 
 
 # -- slots ------------------------------------------------------------------
@@ -226,6 +228,7 @@ class JobLaunched:
     run_id: int | None
     slot: str
     attempt: int
+    warm: bool = False  # handed to the slot's spare trainer (imports done) rather than started cold
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,7 @@ class Scheduler:
         heartbeat: float = HEARTBEAT_S,
         on_event: Callable[[SchedulerEvent], None] | None = None,
         backend: RayBackend | None = None,
+        warm: bool | None = None,
     ) -> None:
         if not slots and backend is None:
             raise BluenoError("a scheduler needs at least one slot")
@@ -274,6 +278,7 @@ class Scheduler:
              for part in command]
             if command else [sys.executable, "-P", "-m", "blueno.trainer"]  # -P: safe path
         )
+        self.warm = warm_setting(workspace) if warm is None else warm
         self.grace = grace
         self.heartbeat_interval = heartbeat
         self.on_event = on_event
@@ -285,6 +290,8 @@ class Scheduler:
         self._prep_pool: ThreadPoolExecutor | None = None
         self._prep_store: Store | None = None
         self._orphans: set[int] = set()  # descendants of ended trainers, killed, waiting to be reaped
+        self._spares: SparePool | None = None  # one spare trainer per slot while run() runs, when warm
+        self._spares_due = False  # a spare was taken since the last top-up
         self._paused = threading.Event()
         self._stop = threading.Event()
         self._cancel_on_stop = False
@@ -342,6 +349,18 @@ class Scheduler:
         busy = {name: job.id for name, (job, _) in list(self._preparing.items())}
         return busy | {name: launched.job.id for name, launched in list(self._running.items())}
 
+    @property
+    def spares(self) -> dict[str, str]:
+        """Slot name → its spare trainer's state ("ready", "starting", or why it has none); empty when cold."""
+        pool = self._spares
+        return pool.describe() if pool is not None else {}
+
+    @property
+    def spare_pids(self) -> dict[str, int]:
+        """Slot name → the process id of its spare trainer (tests and diagnostics)."""
+        pool = self._spares
+        return pool.pids() if pool is not None else {}
+
     # -- the loop ---------------------------------------------------------------
 
     def run(self, until_empty: bool = False) -> None:
@@ -392,6 +411,9 @@ class Scheduler:
             selector.register(endpoint_fd, selectors.EVENT_READ)
         # Nothing wakes the loop when a node's message arrives: a cluster's jobs are polled every TICK_S.
         tick = TICK_S if endpoint_fd is None or self.backend is not None else WOKEN_TICK_S
+        if self.warm and self.backend is None:  # spares are local processes: none for a cluster's jobs (yet)
+            self._spares = SparePool(self.trainer_command, self.workspace.root, self.workspace.logs_dir, selector,
+                                     job_keys=JOB_ENV_KEYS)
         next_heartbeat = time.monotonic() + self.heartbeat_interval
         last_version = -1
         look = True  # look for queued jobs: at start, when a slot frees, when woken, when others wrote
@@ -400,6 +422,7 @@ class Scheduler:
                 self._set_state(store, "paused" if self._paused.is_set() else "running")
                 if look and not self._paused.is_set():
                     self._fill_slots(queue, selector)
+                    self._top_up_spares(queue, until_empty)
                     look = False
                 if until_empty and not self._running and not self._preparing and not queue.has_runnable():
                     break
@@ -411,9 +434,15 @@ class Scheduler:
                     elif key.fd == endpoint_fd:
                         endpoint.drain()
                         look = True
+                    elif isinstance(key.data, Spare) and self._spares is not None:
+                        self._spares.on_readable(key.data)  # ready, or died before its job
+                        look = True  # a dead spare is replaced
                 if self._reap(queue, selector):
                     look = True
                 self._launch_prepared(queue, selector)
+                if self._spares_due:  # a spare became a trainer: its slot gets the next one
+                    self._spares_due = False
+                    self._top_up_spares(queue, until_empty)
                 version = store.data_version()  # a few microseconds: changes when another connection commits
                 if version != last_version:  # new jobs, or a cancel request, maybe
                     last_version = version
@@ -432,6 +461,9 @@ class Scheduler:
                         self.backend.record(store, self._running.values())
             self._shutdown(queue, selector)
         finally:
+            if self._spares is not None:  # spares hold no job: end them at once, never leave one behind
+                self._spares.close()
+                self._spares = None
             selector.close()
             endpoint.close()
             if self._prep_pool is not None:
@@ -510,21 +542,23 @@ class Scheduler:
             log.close()
             queue.on_exit(job.id, job.attempt, 1, detail=f"cannot prepare the job: {exc}")
             return
-        env = jobspec.environment(dict(os.environ), spec, _PACKAGE_PARENT)
         if self.backend is not None:
+            env = jobspec.environment(dict(os.environ), spec, _PACKAGE_PARENT)
             self._launch_remote(queue, job, slot, spec, command, cwd, log, env)
             return
-        if slot.gpu is None:  # share the CPU cores fairly between CPU slots
-            env["BLUENO_CPU_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.slots)))
-        try:
-            popen = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=cwd, env=env, start_new_session=True,
-            )
-        except OSError as exc:
-            log.close()
-            queue.on_exit(job.id, job.attempt, 127, detail=f"cannot start {command[0]}: {exc.strerror}")
-            return
+        env = {**self._slot_environment(slot), **jobspec.job_environment(spec)}
+        popen = None if job.config.get("command") else self._hand_to_spare(slot, command, env, cwd, log)
+        warm = popen is not None
+        if popen is None:
+            try:
+                popen = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=cwd, env=env, start_new_session=True,
+                )
+            except OSError as exc:
+                log.close()
+                queue.on_exit(job.id, job.attempt, 127, detail=f"cannot start {command[0]}: {exc.strerror}")
+                return
         try:
             pid_started = psutil.Process(popen.pid).create_time()
         except psutil.Error:
@@ -543,7 +577,35 @@ class Scheduler:
                "git_commit": self._git_commit or None,
                "log_path": str(log_path.relative_to(self.workspace.root))}
         queue.mark_started(job.id, job.attempt, popen.pid, pid_started, run=run)
-        self._emit(JobLaunched(job.id, job.run_id, slot.name, job.attempt))
+        self._emit(JobLaunched(job.id, job.run_id, slot.name, job.attempt, warm))
+
+    def _slot_environment(self, slot: Slot) -> dict[str, str]:
+        """The environment of every trainer on ``slot``: what a spare is started with, before any job."""
+        env = jobspec.slot_environment(dict(os.environ), str(self.workspace.root), slot.name, slot.gpu,
+                                       _PACKAGE_PARENT)
+        if slot.gpu is None:  # share the CPU cores fairly between CPU slots
+            env["BLUENO_CPU_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.slots)))
+        return env
+
+    def _hand_to_spare(self, slot: Slot, command: list[str], env: dict[str, str], cwd: Path, log: IO[bytes]
+                       ) -> subprocess.Popen[bytes] | None:
+        """Give the job to the slot's ready spare: its process, or None to start the job cold."""
+        prefix = len(self.trainer_command)
+        if self._spares is None or command[:prefix] != self.trainer_command:
+            return None  # warm trainers off, or a command of the grid's own (never warm)
+        popen = self._spares.hand_over(slot.name, command[prefix:], env, cwd, log)
+        self._spares_due = self._spares_due or popen is not None
+        return popen
+
+    def _top_up_spares(self, queue: JobQueue, until_empty: bool) -> None:
+        """Start a spare for each slot without one (in batch mode only while jobs are left to run)."""
+        pool = self._spares
+        if pool is None:
+            return
+        missing = [slot for slot in self.slots if slot.name not in pool.spares and slot.name not in pool.given_up]
+        if missing and (not until_empty or queue.has_runnable()):
+            for slot in missing:
+                pool.ensure(slot.name, self._slot_environment(slot))
 
     def _launch_remote(self, queue: JobQueue, job: Job, slot: Slot, spec: dict, command: list[str], cwd: Path,
                        log: IO[bytes], env: dict[str, str]) -> None:
@@ -626,6 +688,8 @@ class Scheduler:
 
     def _shutdown(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
         """Stop every trainer: SIGTERM (they checkpoint), grace, SIGKILL; record each ending."""
+        if self._spares is not None:
+            self._spares.close()  # first: they hold no job, and must not take CPU from the trainers' checkpoints
         preparing = [job for job, _ in self._preparing.values()]
         if self._cancel_on_stop and (self._running or preparing):
             queue.cancel([launched.job.id for launched in self._running.values()] + [job.id for job in preparing])
@@ -707,6 +771,17 @@ def settle_events(workspace: Workspace, store: Store, job_id: int, attempt: int)
     row = store.query_one("SELECT id FROM runs WHERE job_id = ?", (job_id,))
     run_id = row["id"] if row else job_id
     ingest.settle(store, FileSource(jobspec.attempt_files(workspace, run_id, attempt)[1]), job_id, attempt, run_id)
+
+
+def warm_setting(workspace: Workspace) -> bool:
+    """``[scheduler] warm`` in the settings (default true): keep a spare trainer per slot."""
+    value = workspace.settings().get("scheduler", {}).get("warm", True)
+    if not isinstance(value, bool):
+        raise BluenoError(
+            f"{workspace.settings_path}: [scheduler] warm = {value!r} is not true or false; write "
+            "`warm = true` (a spare trainer per slot, the default) or `warm = false`"
+        )
+    return value
 
 
 def recover_if_idle(workspace: Workspace, store: Store, grace: float = GRACE_S) -> RecoveryReport | None:

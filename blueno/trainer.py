@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from blueno import BluenoError, events, jobspec, zoo
+from blueno import BluenoError, events, jobspec, spare, zoo
 from blueno.evaluation import Prediction, evaluate, predictions_path
 from blueno.metrics import binary_scores
 from blueno.queue import EXIT_OK, EXIT_PERMANENT
@@ -539,7 +539,27 @@ def run_job(workspace: Workspace, spec: dict[str, Any], writer: events.EventWrit
     return EXIT_OK
 
 
+def warm_up_steps() -> list[spare.Step]:
+    """What every job needs and none decides, done by a spare before its job (:mod:`blueno.spare`).
+
+    TensorFlow and Keras imported, at idle priority, and nothing more: starting
+    TensorFlow's runtime or rehearsing a training would put work on thread
+    pools that run at normal priority and slow the slot's running job (measured:
+    docs/benchmarks.md), and on a GPU slot it would take the GPU from that job.
+    """
+    return [spare.Step(_import_tensorflow)]
+
+
+def _import_tensorflow() -> None:
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if spare.spare_requested(args_list):  # a warm trainer: imports now, its job later (blueno.spare)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read by TensorFlow's import: set it first
+        return spare.serve(main, warm_up_steps())
     parser = argparse.ArgumentParser(
         prog="python -m blueno.trainer",
         description="Train one claimed job attempt (started by the scheduler, which sets $BLUENO_JOB and "
@@ -547,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("job_id", type=int)
     parser.add_argument("attempt", type=int)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info and warning lines
     spec = events.read_spec()
     if (spec["job_id"], spec["attempt"]) != (args.job_id, args.attempt):

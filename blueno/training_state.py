@@ -257,6 +257,7 @@ class EpochBook:
         self._epoch = state.epoch
         self._epoch_loss_total = 0.0
         self._epoch_started = time.monotonic()
+        self._first_batch_sent = False
 
     def epoch_begin(self, epoch: int) -> None:
         self._epoch, self._epoch_loss_total, self._epoch_started = epoch, 0.0, time.monotonic()
@@ -269,6 +270,9 @@ class EpochBook:
         step = self._epoch * self.steps_per_epoch + batch + 1
         self.events.metric("batch_loss", step, (total - self._epoch_loss_total) / size)
         self._epoch_loss_total = total
+        if not self._first_batch_sent:  # at once: its time says when the attempt began training
+            self._first_batch_sent = True
+            self.events.flush()
 
     def epoch_end(self, epoch: int, logs: dict[str, float], model: Any) -> bool:
         """Book a finished epoch; return True to stop training (early stopping)."""

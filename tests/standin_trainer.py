@@ -9,6 +9,10 @@ opens the database: it reports through :mod:`blueno.client`, as a user's script
 would.  Knobs in the job's params: ``exit_code`` (crash with it),
 ``ignore_sigterm``, ``grandchildren`` (spawn that many sleeping grandchildren,
 one in its own session).
+
+``python tests/standin_trainer.py --spare`` is its warm mode (:mod:`blueno.spare`):
+it waits for its job like a real spare trainer.  ``$BLUENO_STANDIN_IMPORT_S``
+makes the spare's "import" (and a cold start's) take that much CPU time, like TensorFlow's.
 """
 
 from __future__ import annotations
@@ -65,5 +69,17 @@ def main(job_id: int, attempt: int) -> int:
     return 0
 
 
+def imports() -> None:
+    """The stand-in's TensorFlow import: ``$BLUENO_STANDIN_IMPORT_S`` seconds of CPU work, if set."""
+    deadline = time.process_time() + float(os.environ.get("BLUENO_STANDIN_IMPORT_S", "0"))
+    while time.process_time() < deadline:
+        pass
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--spare"]:
+        from blueno.spare import Step, serve
+
+        sys.exit(serve(lambda argv: main(int(argv[0]), int(argv[1])), [Step(imports)]))
+    imports()
     sys.exit(main(int(sys.argv[1]), int(sys.argv[2])))

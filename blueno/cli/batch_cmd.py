@@ -61,6 +61,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "(what the app's Start runs; `blueno scheduler pause|resume|stop` steer it)")
     add_slot_arguments(parser)
     parser.add_argument("--no-sync", action="store_true", help="do not sync results to Elasticsearch")
+    parser.add_argument("--no-warm", dest="warm", action="store_false", default=None,
+                        help="start every trainer cold: no spare trainer per slot importing TensorFlow ahead "
+                        "of its job (default: [scheduler] warm in settings.toml, else warm)")
     parser.set_defaults(func=run_batch)
 
 
@@ -110,7 +113,8 @@ def run_batch(workspace: Workspace, args: argparse.Namespace) -> int:
             print(f"on the Ray cluster at {backend.address}: {backend.capacity()} slots", flush=True)
         display = Display(store, experiment_ids, slots=[s.name for s in slots] if slots else None, out=sys.stdout)
         mode = "batch" if grid is not None else SERVICE_MODE
-        scheduler = Scheduler(workspace, slots, mode=mode, on_event=display.on_event, backend=backend)
+        scheduler = Scheduler(workspace, slots, mode=mode, on_event=display.on_event, backend=backend,
+                              warm=args.warm)
         try:
             interrupted = _run_with_signals(scheduler, display, until_empty=grid is not None)
         finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,13 +31,18 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float 
     return wait_until(predicate, timeout=timeout, interval=interval)
 
 
-def workspace_processes(root: Path) -> list[psutil.Process]:
+def workspace_processes(root: Path, spares: Callable[[], Iterable[int]] = tuple) -> list[psutil.Process]:
     """Every live process started for this workspace: trainers and whatever they spawned.
 
     The scheduler gives each trainer ``BLUENO_HOME``; descendants inherit it, even those that
-    left the trainer's process group or session, so none can hide from this search.
+    left the trainer's process group or session, so none can hide from this search.  ``spares``
+    gives the pids of the scheduler's spare trainers still waiting for a job
+    (``Scheduler.spare_pids``), which belong to no job; it is asked before and after the scan, so
+    a spare started meanwhile is not mistaken for a job's process.  A spare that took a job
+    counts like any trainer.
     """
     wanted = str(root)
+    waiting = set(spares())
     found = []
     for proc in psutil.process_iter(["status"]):
         try:
@@ -47,7 +52,8 @@ def workspace_processes(root: Path) -> list[psutil.Process]:
                 found.append(proc)
         except psutil.Error:
             continue
-    return found
+    waiting |= set(spares())
+    return [proc for proc in found if proc.pid not in waiting]
 
 
 def alive(pid: int, started: float | None) -> bool:

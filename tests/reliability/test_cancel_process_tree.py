@@ -26,6 +26,10 @@ def test_that_cancelling_50_times_a_trainer_with_grandchildren_that_ignore_sigte
     (job_id,) = queue.submit(standin_grid(1, duration=600.0, grandchildren=2, ignore_sigterm=True)).added
     scheduler = Scheduler(workspace, [Slot("cpu0", None)], trainer_command=STANDIN_COMMAND, grace=grace)
     scheduler.start()
+
+    def spares() -> list[int]:  # waiting spare trainers hold no job: not the cancelled job's processes
+        return list(scheduler.spare_pids.values())
+
     leftovers: list[int] = []
     seen_family: list[int] = []
     stop_times: list[float] = []
@@ -33,15 +37,15 @@ def test_that_cancelling_50_times_a_trainer_with_grandchildren_that_ignore_sigte
         for _ in range(rounds):
             wait_for(lambda: (j := queue.get(job_id)).state == JobState.RUNNING and j.pid, timeout=60)
             time.sleep(rng.uniform(0.0, 0.6))  # grandchildren appear ~0.1-0.3 s after the trainer starts
-            seen_family.append(len(workspace_processes(workspace.root)))
+            seen_family.append(len(workspace_processes(workspace.root, spares)))
             queue.cancel([job_id])
             cancelled_at = time.monotonic()
             deadline = cancelled_at + grace + 1.0
             wait_for(lambda: queue.get(job_id).state == JobState.CANCELLED, timeout=30)
-            while workspace_processes(workspace.root) and time.monotonic() < deadline:
+            while workspace_processes(workspace.root, spares) and time.monotonic() < deadline:
                 time.sleep(0.02)
             stop_times.append(time.monotonic() - cancelled_at)
-            left = workspace_processes(workspace.root)
+            left = workspace_processes(workspace.root, spares)
             leftovers.append(len(left))
             for proc in left:  # don't let one round's leak spoil the next
                 proc.kill()

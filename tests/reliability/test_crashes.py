@@ -48,7 +48,8 @@ def test_that_sigkilling_the_scheduler_20_times_during_200_jobs_loses_none_and_c
     grid.write_text(standin_grid_text(short, dataset="digits", duration=0.05, steps=2))
     with batch_workspace.open_store() as store:
         queue = JobQueue(store)
-        long_grid = parse_grid(standin_grid_text(long, name="long", dataset="digits", duration=2.0, steps=8),
+        # Long enough to outlast a restart even when a warm trainer started them at once.
+        long_grid = parse_grid(standin_grid_text(long, name="long", dataset="digits", duration=3.0, steps=8),
                                source="<long>")
         queue.submit(long_grid, resolve=actions.dataset_resolver(store, batch_workspace))
         grid_ids = queue.submit(parse_grid(grid.read_text(), source=str(grid)),
