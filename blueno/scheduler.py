@@ -278,7 +278,7 @@ class Scheduler:
              for part in command]
             if command else [sys.executable, "-P", "-m", "blueno.trainer"]  # -P: safe path
         )
-        self.warm = warm_setting(workspace) if warm is None else warm
+        self.warm = warm_setting(workspace, self.slots) if warm is None else warm
         self.grace = grace
         self.heartbeat_interval = heartbeat
         self.on_event = on_event
@@ -773,13 +773,20 @@ def settle_events(workspace: Workspace, store: Store, job_id: int, attempt: int)
     ingest.settle(store, FileSource(jobspec.attempt_files(workspace, run_id, attempt)[1]), job_id, attempt, run_id)
 
 
-def warm_setting(workspace: Workspace) -> bool:
-    """``[scheduler] warm`` in the settings (default true): keep a spare trainer per slot."""
-    value = workspace.settings().get("scheduler", {}).get("warm", True)
+def warm_setting(workspace: Workspace, slots: Sequence[Slot] = ()) -> bool:
+    """``[scheduler] warm`` in the settings: keep a spare trainer per slot.
+
+    Unset, it is on when the slots are GPUs and off on CPU slots: there a spare's imports
+    compete with the running trainings for the same cores (measured on 2 CPU slots: epochs
+    1.3-1.7 times longer while a spare imports, and no makespan gain; docs/benchmarks.md).
+    """
+    value = workspace.settings().get("scheduler", {}).get("warm")
+    if value is None:
+        return any(slot.gpu is not None for slot in slots)
     if not isinstance(value, bool):
         raise BluenoError(
             f"{workspace.settings_path}: [scheduler] warm = {value!r} is not true or false; write "
-            "`warm = true` (a spare trainer per slot, the default) or `warm = false`"
+            "`warm = true` (a spare trainer per slot; the default on GPU slots) or `warm = false`"
         )
     return value
 

@@ -161,6 +161,15 @@ def test_that_warm_false_in_the_settings_starts_every_trainer_cold(workspace, qu
         Scheduler(workspace, ONE_SLOT, trainer_command=STANDIN_COMMAND)
 
 
+def test_that_unset_warm_means_spares_on_gpu_slots_and_none_on_cpu_slots(workspace) -> None:
+    """On CPU slots a spare's imports take the cores the running trainings use (docs/benchmarks.md)."""
+    cpu, gpu = [Slot("cpu0", None), Slot("cpu1", None)], [Slot("gpu0", "0"), Slot("gpu1", "1")]
+    assert not Scheduler(workspace, cpu, trainer_command=STANDIN_COMMAND).warm
+    assert Scheduler(workspace, gpu, trainer_command=STANDIN_COMMAND).warm
+    workspace.save_settings({"scheduler": {"warm": True}})  # asked for: on, whatever the slots
+    assert Scheduler(workspace, cpu, trainer_command=STANDIN_COMMAND).warm
+
+
 def run_digits_job(workspace: Workspace, warm: bool, model: str) -> tuple[JobLaunched, dict]:
     """Train one tiny ``model`` on the digits with the real trainer, cold or warm; its launch and its figures."""
     from training_helpers import submit

@@ -63,7 +63,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-sync", action="store_true", help="do not sync results to Elasticsearch")
     parser.add_argument("--no-warm", dest="warm", action="store_false", default=None,
                         help="start every trainer cold: no spare trainer per slot importing TensorFlow ahead "
-                        "of its job (default: [scheduler] warm in settings.toml, else warm)")
+                        "of its job (default: [scheduler] warm in settings.toml, else on for GPU slots, "
+                        "off for CPU slots)")
     parser.set_defaults(func=run_batch)
 
 
