@@ -45,10 +45,10 @@ def command_grid(parser: _Parser, doc: Mapping[str, Any]) -> Grid:
         parser.fail("workdir", f"{folder} is not a folder", "name the folder the command runs in")
     name = parser.text_value(doc, "name", parser.path.stem if parser.path else "grid", 'name = "my-sweep"')
     description = parser.text_value(doc, "description", "", 'description = "what this sweep tests"')
-    dataset = parser.dataset(doc) if "dataset" in doc else ""
+    datasets = parser.datasets(doc) if "dataset" in doc else ("",)  # a script may read no Blueno dataset
     max_failures = parser.integer(doc, "max_failures", DEFAULT_MAX_FAILURES, 1, 100)
     priority = parser.integer(doc, "priority", 0, -1_000_000, 1_000_000)
-    split = parser.split(parser.table(doc, "split", ("validation", "test", "seed")))
+    splits = parser.splits(parser.table(doc, "split", ("validation", "test", "seed")))
     search = parser.search(parser.table(doc, "search", ("mode", "samples", "seed")))
     if search.mode != "grid":
         parser.fail("search.mode", "random search needs the typed parameters of a zoo model",
@@ -71,7 +71,7 @@ def command_grid(parser: _Parser, doc: Mapping[str, Any]) -> Grid:
                         f"add {field} under [params], or use one of {', '.join(JOB_PLACEHOLDERS)}")
     names = list(specs)
     axes = [spec.value if spec.form == "list" else [spec.value] for spec in specs.values()]
-    total = len(chains)
+    total = len(chains) * len(datasets) * len(splits)
     for axis in axes:
         total *= len(axis)
     if total > MAX_CONFIGS:
@@ -80,11 +80,12 @@ def command_grid(parser: _Parser, doc: Mapping[str, Any]) -> Grid:
     configs = [
         JobConfig(MODEL, dict(zip(names, combo, strict=True)), dataset, chain, split,
                   command=tuple(command), workdir=str(folder))
-        for chain in chains for combo in itertools.product(*axes)
+        for dataset in datasets for split in splits for chain in chains for combo in itertools.product(*axes)
     ]
     return Grid(
         name=name, path=parser.path, source=parser.source, text=parser.text, description=description,
-        dataset=dataset, max_failures=max_failures, priority=priority, split=split, search=search,
+        dataset=datasets[0], max_failures=max_failures, priority=priority, split=splits[0], search=search,
         models=(MODEL,), params=specs, model_params={MODEL: {}}, preprocessing=chains, configs=configs,
         command=tuple(command), workdir=workdir,
+        datasets=datasets if "dataset" in doc else (), splits=splits,
     )
