@@ -28,11 +28,6 @@ print(worst * 1000 - 5)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="REGRESSION, open: after this release's GUI changes the longest stall is 183-227 ms (26 ms before); "
-           "the figure still prints, see the closing note of 2026-11-29 and docs/reliability.md",
-)
 def test_that_the_gui_never_stalls_100_ms_while_batch_enqueues_and_runs_500_jobs(
     qtbot, batch_workspace: Workspace, store, tmp_path: Path
 ) -> None:
