@@ -33,6 +33,7 @@ split, checkpoint, epoch book) lives in :mod:`blueno.training_state`;
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -322,6 +323,10 @@ def fit(
     book = EpochBook(writer, checkpoints, state, params, len(data.train))
     callbacks = [_keras_callback(keras, book, x_val, y_val, data.binary)]
     if _optional_setting(workspace, "tensorboard", "enabled") is True:  # docs/workspace.md#tensorboard
+        if importlib.util.find_spec("tensorboard") is None:
+            raise BluenoError("[tensorboard] enabled = true in settings.toml, but TensorBoard is not installed in "
+                              f"{sys.prefix}. Install it (pip install tensorboard, or reinstall Blueno with its "
+                              "[cpu] or [gpu] extra), or set enabled = false.")
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(workspace.logs_dir / f"run-{job.run_id}")))
     augment = keras_parts.augmenter(tf, params, _spatial_rank(spec, data), _flip_axis(spec))
     weights = keras_parts.class_weight(params, data.y[data.train], data.n_classes)
@@ -518,6 +523,33 @@ def _raise_stopped(signum: int, frame: object) -> None:
     raise Stopped
 
 
+# True when this module runs as a trainer process (``python -m blueno.trainer``), never in-process.
+_OWN_PROCESS = False
+
+
+def _end(writer: events.EventWriter, code: int) -> int:
+    """After a failure or a stop: in a trainer process, end it now, from inside the handler.
+
+    Unwinding out of an interrupted ``fit`` frees the tf.data iterator while
+    its parallel readers (``tf.numpy_function``, which need the GIL) are still
+    in flight, and the iterator's destructor waits for them holding the GIL: a
+    deadlock (seen in CI: a trainer stopped by SIGTERM printed its last line and
+    never exited). The attempt is over, so the trainer flushes what the
+    scheduler reads (events, log) and leaves without unwinding.  In-process
+    callers (tests) get the code back.
+    """
+    if not _OWN_PROCESS:
+        return code
+    _flush_quietly(writer)
+    try:
+        writer.sink.close()
+    except OSError:
+        pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def run_job(workspace: Workspace, spec: dict[str, Any], writer: events.EventWriter) -> int:
     """Train one attempt described by its job spec; return the exit code the scheduler acts on."""
     previous_handler = signal.signal(signal.SIGTERM, _raise_stopped)
@@ -526,14 +558,14 @@ def run_job(workspace: Workspace, spec: dict[str, Any], writer: events.EventWrit
     except Stopped:
         _flush_quietly(writer)
         print("stopped by SIGTERM; the last epoch checkpoint is kept for a resume", flush=True)
-        return EXIT_STOPPED
+        return _end(writer, EXIT_STOPPED)
     except BluenoError as exc:
         _flush_quietly(writer)
-        return _report_error(writer, str(exc))
+        return _end(writer, _report_error(writer, str(exc)))
     except Exception:
         _flush_quietly(writer)
         traceback.print_exc()  # its last line becomes the job's error (the scheduler reads the log's tail)
-        return EXIT_CRASH
+        return _end(writer, EXIT_CRASH)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     return EXIT_OK
@@ -583,4 +615,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    _OWN_PROCESS = True
     sys.exit(main())

@@ -17,12 +17,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import IO
 
 import pytest
 
-EMULATOR = Path(sys.executable).with_name("gcp-storage-emulator")
+# The emulator serves one request at a time (http.server.HTTPServer) and keeps the standard
+# library's listen queue of 5. Blueno pushes and pulls on 8 connections at once, so on a loaded
+# machine the extra connections' SYNs were dropped and a push failed with ConnectTimeout (seen in
+# CI). Real Cloud Storage accepts every connection: the emulator is started with a deeper queue.
+LAUNCH = (
+    "import http.server, sys; http.server.HTTPServer.request_queue_size = 128; "
+    "from gcp_storage_emulator.__main__ import main; sys.argv[0] = 'gcp-storage-emulator'; sys.exit(main())"
+)
 
 
 def free_port() -> int:
@@ -37,7 +43,8 @@ def running_emulator() -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(
-            [str(EMULATOR), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "--quiet"],
+            [sys.executable, "-c", LAUNCH, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory",
+             "--quiet"],
             stdout=subprocess.DEVNULL, stderr=errors,
         )
         try:
