@@ -128,10 +128,7 @@ def _series(rows: Sequence[tuple[Any, ...]]) -> Series:
 
 
 def _fetch(store: Store, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    # Plain tuples: the connection's sqlite3.Row factory costs more than the query itself.
-    cursor = store.connection().cursor()
-    cursor.row_factory = None
-    return cursor.execute(sql, params).fetchall()
+    return store.query_tuples(sql, params)
 
 
 def history(store: Store, run_id: int, key: str) -> Series:

@@ -33,6 +33,7 @@ from blueno import BluenoError
 
 BUSY_TIMEOUT_S = 0.5  # one wait inside SQLite's C code, where Ctrl-C cannot act: keep it short
 LOCK_WAIT_S = 600.0
+CLOSE_WAIT_S = 10.0  # close() waits this long for another thread to finish using its connection
 WAIT_NOTICE_S = 3.0  # say what is being waited for after this long
 WAL_WRITE_LOCK_OFFSET = 120  # the byte of ``-shm`` that SQLite's WAL writer locks (UNIX_SHM_BASE)
 log = logging.getLogger(__name__)
@@ -265,7 +266,8 @@ class Store:
         self.busy_timeout = busy_timeout
         self.lock_wait = lock_wait
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # Every thread's connection with the lock its thread holds while using it (see close()).
+        self._all: list[tuple[sqlite3.Connection, threading.RLock]] = []
         self._all_lock = threading.Lock()
         if migrate:
             self.migrate()
@@ -292,20 +294,39 @@ class Store:
                     "If the file is damaged, restore it from a backup or choose another --home."
                 ) from None
             self._local.conn = conn
+            self._local.in_use = threading.RLock()
             with self._all_lock:
-                self._all.append(conn)
+                self._all.append((conn, self._local.in_use))
         return conn
 
+    @contextmanager
+    def _held(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, marked in use (close() waits for it) until the block ends."""
+        conn = self.connection()
+        with self._local.in_use:
+            yield conn
+
     def close(self) -> None:
-        """Close every connection this store opened (all threads)."""
+        """Close every connection this store opened (all threads).
+
+        A connection another thread is using at that moment (a view's
+        background read while its window closes) is closed when that use
+        ends, never under it: closing an SQLite connection in use from another
+        thread crashed the process.  The store opens new connections if used again.
+        """
         with self._all_lock:
-            for conn in self._all:
+            opened, self._all = self._all, []
+        self._local = threading.local()
+        for conn, in_use in opened:
+            if in_use.acquire(timeout=CLOSE_WAIT_S):
                 try:
                     conn.close()
                 except sqlite3.Error:
                     pass
-            self._all.clear()
-        self._local = threading.local()
+                finally:
+                    in_use.release()
+            # else: still in use after the wait; the last reference to it closes it (CPython frees the
+            # connection, which closes it, once the thread's block ends: this store no longer holds it).
 
     def __enter__(self) -> Store:
         return self
@@ -353,36 +374,44 @@ class Store:
         Keep the body short.  Nested use on the same thread joins the outer
         transaction.
         """
-        conn = self.connection()
-        if conn.in_transaction:
-            yield conn
-            return
-        self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
-        try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:  # SQLite already rolled back after e.g. a full disk
-                conn.execute("ROLLBACK")
-            raise
-        else:
-            self._retry(lambda: conn.execute("COMMIT"))
+        with self._held() as conn:
+            if conn.in_transaction:
+                yield conn
+                return
+            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:  # SQLite already rolled back after e.g. a full disk
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                self._retry(lambda: conn.execute("COMMIT"))
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: every query inside sees the same database state."""
-        conn = self.connection()
-        if conn.in_transaction:
-            yield conn
-            return
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+        with self._held() as conn:
+            if conn.in_transaction:
+                yield conn
+                return
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         """Read rows outside any explicit transaction."""
-        return self._retry(lambda: self.connection().execute(sql, params).fetchall())
+        with self._held() as conn:
+            return self._retry(lambda: conn.execute(sql, params).fetchall())
+
+    def query_tuples(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
+        """Like :meth:`query`, as plain tuples (``sqlite3.Row`` costs more than a query of many small rows)."""
+        with self._held() as conn:
+            cursor = conn.cursor()
+            cursor.row_factory = None
+            return self._retry(lambda: cursor.execute(sql, params).fetchall())
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
         rows = self.query(sql, params)
@@ -390,12 +419,14 @@ class Store:
 
     def data_version(self) -> int:
         """Changes when another connection commits: the GUI's cheap change probe."""
-        return self.connection().execute("PRAGMA data_version").fetchone()[0]
+        with self._held() as conn:
+            return conn.execute("PRAGMA data_version").fetchone()[0]
 
     # -- schema -------------------------------------------------------------
 
     def schema_version(self) -> int:
-        return self.connection().execute("PRAGMA user_version").fetchone()[0]
+        with self._held() as conn:
+            return conn.execute("PRAGMA user_version").fetchone()[0]
 
     def migrate(self) -> int:
         """Apply missing migrations; refuse a database made by a newer Blueno."""

@@ -105,3 +105,34 @@ def test_that_saving_settings_merges_sections_and_keeps_secrets_private(workspac
     key = workspace.save_secret("es-api-key", "s3cr3t ")
     assert key.read_text() == "s3cr3t\n"
     assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_that_close_waits_for_a_query_another_thread_is_running_and_then_closes_its_connection(
+    workspace: Workspace,
+) -> None:
+    """A view's background read while its window closes: closing under the query crashed the process."""
+    import threading
+
+    store = Store(workspace.db_path)
+    started, results = threading.Event(), []
+    slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) SELECT count(*) FROM n"
+
+    def read() -> None:
+        with store.snapshot() as conn:
+            started.set()
+            results.append(conn.execute(slow).fetchone()[0])
+            results.append(conn)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert started.wait(10)
+    began = time.monotonic()
+    store.close()  # from the main thread, while the reader's query runs
+    waited = time.monotonic() - began
+    reader.join(30)
+    assert results[0] == 3_000_000  # the query finished on its open connection
+    with pytest.raises(sqlite3.ProgrammingError):  # and close() closed it afterwards
+        results[1].execute("SELECT 1")
+    assert waited > 0.01
+    assert store.query_one("SELECT count(*) FROM jobs")[0] == 0  # the store opens a new connection if used again
+    store.close()
