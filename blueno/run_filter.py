@@ -116,6 +116,52 @@ class RunFilter:
         return matches
 
 
+    def sql_prefilter(self, titles: Sequence[str], expressions: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        """A SQL condition met by every row this filter matches, and its arguments.
+
+        ``expressions[i]`` is the SQL of column ``titles[i]``.  The condition
+        may let through rows the filter refuses (a superset): callers still
+        match the rows it returns with :meth:`matcher`, so the database only
+        narrows which rows it extracts and Python keeps the exact rules.  Terms
+        SQL cannot mirror closely enough (``!=``, words, text beyond ASCII, an
+        empty value) add no condition.  ``"1"`` when nothing narrows.
+        """
+        conditions: list[str] = []
+        args: dict[str, Any] = {}
+        for n, term in enumerate(self.terms):
+            condition = _sql_condition(term, expressions[resolve_key(term.key, titles)], f"filter{n}", args)
+            if condition:
+                conditions.append(condition)
+        return " AND ".join(conditions) or "1", args
+
+
+def _sql_condition(term: Term, sql: str, name: str, args: dict[str, Any]) -> str | None:
+    """The superset condition of one term (see :meth:`RunFilter.sql_prefilter`); None when none."""
+    value = term.value.strip()
+    number = _number(value)
+    numeric = f"typeof({sql}) IN ('integer', 'real')"
+    # Python reads text cells as numbers when they parse ("1e-3"): those rows always pass to it.
+    if term.op in _NUMERIC_OPS:
+        if number is None or math.isnan(number):
+            raise FilterError(f"{term.key}{term.op}{value}: {term.op} compares numbers; write a number after it")
+        args[name] = number
+        return f"(({numeric} AND CAST({sql} AS REAL) {term.op} :{name}) OR typeof({sql}) = 'text')"
+    if term.op != "=" or not value:
+        return None
+    if number is not None and math.isfinite(number):
+        args[name] = number
+        # math.isclose(rel_tol=1e-9), loosened tenfold so that SQLite's rounding never drops a match
+        return (f"(({numeric} AND abs(CAST({sql} AS REAL) - :{name}) <= "
+                f"1e-8 * max(abs(CAST({sql} AS REAL)), abs(:{name}))) OR typeof({sql}) = 'text')")
+    if number is not None or not value.isascii():
+        return None
+    args[name] = value.lower()
+    # Text compares ignoring case (SQLite's lower() knows ASCII only: hence ASCII values only here).
+    # A number's cell text always reads as a number, so only text cells can equal this value
+    # (json_extract gives JSON's true/false as 1/0: numbers too).
+    return f"lower({sql}) = :{name}"
+
+
 def _compile(term: Term, column: int) -> Callable[[Row], bool]:
     value = term.value.strip()
     number = _number(value)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from blueno.queue import JobState
+from blueno.run_filter import RunFilter
 from blueno.store import Store
 
 # Jobs in these states may still change their run's row.
@@ -57,6 +58,7 @@ class RunsBatch:
     keys: RunKeys
     rows: list[tuple]
     full: bool  # the keys changed (or a first read): these rows replace all others
+    searched: int = 0  # runs in scope before ``narrow`` (a full read); rows may be fewer
 
 
 def _path(key: str) -> str:
@@ -76,14 +78,24 @@ def _discover(conn: sqlite3.Connection, where: str, args: dict[str, Any]) -> Run
     )
 
 
+def column_sql(keys: RunKeys) -> list[str]:
+    """The SQL of every column of a table with these keys, in row order (see :meth:`RunKeys.titles`)."""
+    columns = [sql for _, sql in BASE_COLUMNS] + [f"json_extract(r.params, {_path(k)})" for k in keys.params]
+    for section in ("best", "final"):
+        columns += [f"json_extract(r.{section}, {_path(k)})" for k in keys.metrics]
+    return columns
+
+
 def read_table(
     store: Store, after_id: int = 0, open_ids: Sequence[int] = (), known: RunKeys | None = None,
-    *, experiment_id: int | None = None, ids: Sequence[int] | None = None,
+    *, experiment_id: int | None = None, ids: Sequence[int] | None = None, narrow: RunFilter | None = None,
 ) -> RunsBatch:
     """Runs as tuples ordered by id: all of them (``after_id`` 0), or those after ``after_id``, in
     ``open_ids`` or with an open job; every run again when these bring a parameter or metric not in ``known``.
 
-    ``experiment_id`` and ``ids`` restrict the runs read (a full read).
+    ``experiment_id`` and ``ids`` restrict the runs read (a full read).  ``narrow``, a filter, lets
+    SQLite skip runs that cannot match it (:meth:`RunFilter.sql_prefilter`: the rows returned may
+    still include some that do not match, and must be matched with it).
     """
     args: dict[str, Any] = {"after": after_id, "open": json.dumps(list(open_ids))}
     scope = "1"
@@ -104,10 +116,15 @@ def read_table(
         else:
             assert known is not None
             keys, where = known, f"{scope} AND {_CHANGED}"
-        columns = [sql for _, sql in BASE_COLUMNS] + [f"json_extract(r.params, {_path(k)})" for k in keys.params]
-        for section in ("best", "final"):
-            columns += [f"json_extract(r.{section}, {_path(k)})" for k in keys.metrics]
+        columns = column_sql(keys)
+        searched = None
+        if narrow:
+            condition, narrow_args = narrow.sql_prefilter(keys.titles(), columns)
+            if condition != "1":
+                searched = conn.execute(f"SELECT count(*) FROM runs r WHERE {where}", args).fetchone()[0]
+                where = f"{where} AND {condition}"
+                args.update(narrow_args)
         cursor = conn.cursor()
         cursor.row_factory = None  # plain tuples: sqlite3.Row costs more than the query on 100,000 rows
         rows = cursor.execute(f"SELECT {', '.join(columns)} {_FROM} WHERE {where} ORDER BY r.id", args).fetchall()
-    return RunsBatch(keys, rows, full)
+    return RunsBatch(keys, rows, full, len(rows) if searched is None else searched)

@@ -90,16 +90,17 @@ def search(
     The same grammar and the same table as the app's runs view, which filters
     the rows it holds with the same matcher.
     """
-    table = read_table(store, experiment_id=experiment_id)
+    parsed = run_filter.parse(filter)
+    table = read_table(store, experiment_id=experiment_id, narrow=parsed)  # SQLite narrows, Python decides
     titles = table.keys.titles()
-    match = run_filter.parse(filter).matcher(titles)
+    match = parsed.matcher(titles)
     rows = [row for row in table.rows if match(row)]
     if order:
         column, descending = run_filter.parse_order(order, titles)
         rows = run_filter.order_rows(rows, column, descending)
     else:
         rows.reverse()  # newest first
-    return SearchResult(titles, rows[:limit] if limit is not None else rows, len(table.rows))
+    return SearchResult(titles, rows[:limit] if limit is not None else rows, table.searched)
 
 
 def get_run(store: Store, run_id: int) -> dict[str, Any]:

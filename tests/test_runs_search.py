@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from blueno import runs
 from blueno.cli import main as cli
 from blueno.run_filter import FilterError, parse
+from blueno.run_table import read_table
 from blueno.store import Store, dumps, now
 
 # model, state, learning_rate, units, best val_accuracy, final val_accuracy
@@ -99,3 +102,50 @@ def test_that_runs_ls_where_and_sort_use_the_same_search(filled, workspace, caps
     assert [run["id"] for run in printed] == [1]
     assert cli(["--home", str(workspace.root), "runs", "ls", "--where", "nope=1"]) == 2
     assert "no column 'nope'" in capsys.readouterr().err
+
+
+# -- SQLite narrows, Python decides: the narrowing never drops a run the filter matches ---------------
+
+# Cells and values chosen where SQL and Python could disagree: numbers as text, yes/no, case,
+# text beyond ASCII, integers against floats, missing values.
+CELLS = st.sampled_from([None, True, False, 0, 1, 2, 16, 300, -3, 0.1, 0.01, 1e-3, 0.5, 2.0, -0.0, 1e-9,
+                         0.30000000000000004, "adam", "ADAM", "Adam ", "1e-3", "0.01", " 16", "yes", "no",
+                         "Äpfel", "äpfel", "", "x y"])
+VALUES = st.sampled_from(["adam", "ADAM", "1e-3", "0.001", "0.01", "16", "yes", "no", "true", "Äpfel", "äPFEL",
+                          "0", "-0", "2", "0.5", "0.3", "1e-9", "300", "", "x"])
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cells=st.lists(st.tuples(CELLS, CELLS, CELLS), min_size=1, max_size=12),
+    terms=st.lists(st.tuples(st.sampled_from(["a", "b", "val_accuracy", "final_val_accuracy", "model", "epochs"]),
+                             st.sampled_from(["=", "!=", "<", "<=", ">", ">="]), VALUES), min_size=1, max_size=3),
+)
+def test_that_sqlite_narrowing_returns_exactly_the_runs_the_python_filter_matches(
+    tmp_path_factory, cells, terms
+) -> None:
+    store = Store(tmp_path_factory.mktemp("narrow") / "blueno.db")
+    t = now()
+    with store.write() as conn:
+        experiment = conn.execute("INSERT INTO experiments (name, grid_text, created) VALUES ('e', '', ?)",
+                                  (t,)).lastrowid
+        for i, (a, b, metric) in enumerate(cells):
+            params = {key: value for key, value in (("a", a), ("b", b)) if i % 4 or value is not None}
+            conn.execute(
+                "INSERT INTO runs (experiment_id, model, params, dataset, epochs_done, best, final, created) "
+                "VALUES (?, ?, ?, 'd@1', ?, ?, ?, ?)",
+                (experiment, ["mlp", "MLP", "cnn"][i % 3], dumps(params), i % 5,
+                 dumps({"val_accuracy": metric}), dumps({"val_accuracy": a if i % 2 else metric}), t),
+            )
+    text = " ".join(f"{key}{op}{value}" for key, op, value in terms)
+    try:
+        everything = read_table(store)  # no narrowing: every run, matched in Python only
+        match = parse(text).matcher(everything.keys.titles())
+        expected = [row for row in everything.rows if match(row)]
+    except FilterError:
+        with pytest.raises(FilterError):
+            runs.search(store, text)
+        return
+    found = runs.search(store, text, order="id")
+    assert found.rows == expected, text
+    assert found.total == len(cells)
