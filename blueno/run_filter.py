@@ -139,20 +139,21 @@ def _sql_condition(term: Term, sql: str, name: str, args: dict[str, Any]) -> str
     """The superset condition of one term (see :meth:`RunFilter.sql_prefilter`); None when none."""
     value = term.value.strip()
     number = _number(value)
-    numeric = f"typeof({sql}) IN ('integer', 'real')"
-    # Python reads text cells as numbers when they parse ("1e-3"): those rows always pass to it.
+    # CAST(... AS REAL) of a JSON number is Python's float() of it, exactly. Text cells always pass:
+    # Python reads those that parse as numbers ("1e-3") its own way. Each json_extract parses the
+    # run's JSON again, so the condition names the cell as few times as it can.
+    text = f"typeof({sql}) = 'text'"
     if term.op in _NUMERIC_OPS:
         if number is None or math.isnan(number):
             raise FilterError(f"{term.key}{term.op}{value}: {term.op} compares numbers; write a number after it")
         args[name] = number
-        return f"(({numeric} AND CAST({sql} AS REAL) {term.op} :{name}) OR typeof({sql}) = 'text')"
+        return f"(CAST({sql} AS REAL) {term.op} :{name} OR {text})"
     if term.op != "=" or not value:
         return None
     if number is not None and math.isfinite(number):
-        args[name] = number
-        # math.isclose(rel_tol=1e-9), loosened tenfold so that SQLite's rounding never drops a match
-        return (f"(({numeric} AND abs(CAST({sql} AS REAL) - :{name}) <= "
-                f"1e-8 * max(abs(CAST({sql} AS REAL)), abs(:{name}))) OR typeof({sql}) = 'text')")
+        # math.isclose(rel_tol=1e-9) holds only within 2e-9 x |number| of it: the window is five times that
+        args[f"{name}_low"], args[f"{name}_high"] = number - 1e-8 * abs(number), number + 1e-8 * abs(number)
+        return f"(CAST({sql} AS REAL) BETWEEN :{name}_low AND :{name}_high OR {text})"
     if number is not None or not value.isascii():
         return None
     args[name] = value.lower()

@@ -66,16 +66,28 @@ def _path(key: str) -> str:
 
 
 def _discover(conn: sqlite3.Connection, where: str, args: dict[str, Any]) -> RunKeys:
+    """The parameter and metric names of the runs ``where`` selects (every run's JSON read)."""
     found = conn.execute(
         f"SELECT DISTINCT 'p', k.key FROM runs r, json_each(r.params) k WHERE {where} UNION "
         f"SELECT DISTINCT 'm', k.key FROM runs r, json_each(r.best) k WHERE {where} UNION "
         f"SELECT DISTINCT 'm', k.key FROM runs r, json_each(r.final) k WHERE {where}",
         args,
     ).fetchall()
+    return _keys(found)
+
+
+def _keys(found: Sequence[tuple[str, str]]) -> RunKeys:
     return RunKeys(
         tuple(sorted(k for kind, k in found if kind == "p")),
         tuple(sorted(k for kind, k in found if kind == "m")),
     )
+
+
+def _known_keys(conn: sqlite3.Connection, experiment_id: int | None) -> RunKeys:
+    """The names of all runs (or one experiment's), from the table the database's triggers keep."""
+    if experiment_id is None:
+        return _keys(conn.execute("SELECT DISTINCT kind, key FROM run_keys").fetchall())
+    return _keys(conn.execute("SELECT kind, key FROM run_keys WHERE experiment_id = ?", (experiment_id,)).fetchall())
 
 
 def column_sql(keys: RunKeys) -> list[str]:
@@ -112,7 +124,8 @@ def read_table(
             assert known is not None
             full = not (set(keys.params) <= set(known.params) and set(keys.metrics) <= set(known.metrics))
         if full:
-            keys, where = _discover(conn, scope, args), scope
+            where = scope
+            keys = _discover(conn, scope, args) if ids is not None else _known_keys(conn, experiment_id)
         else:
             assert known is not None
             keys, where = known, f"{scope} AND {_CHANGED}"

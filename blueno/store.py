@@ -209,6 +209,71 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0003_run_keys",
+        """
+        -- The parameter and metric names the runs of each experiment have, kept by triggers, so the
+        -- runs table's columns (blueno/run_table.py) are known without parsing every run's JSON.
+        -- `uses` counts the objects (params, best, final) holding the key; a key at 0 is removed.
+        CREATE TABLE run_keys (
+            experiment_id INTEGER NOT NULL,   -- 0 for runs without an experiment
+            kind TEXT NOT NULL,               -- p: a parameter, m: a metric (best or final)
+            key TEXT NOT NULL,
+            uses INTEGER NOT NULL,
+            PRIMARY KEY (experiment_id, kind, key)
+        ) WITHOUT ROWID;
+
+        INSERT INTO run_keys (experiment_id, kind, key, uses)
+        SELECT experiment, kind, key, count(*) FROM (
+            SELECT coalesce(r.experiment_id, 0) AS experiment, 'p' AS kind, k.key AS key
+              FROM runs r, json_each(r.params) k
+            UNION ALL SELECT coalesce(r.experiment_id, 0), 'm', k.key FROM runs r, json_each(r.best) k
+            UNION ALL SELECT coalesce(r.experiment_id, 0), 'm', k.key FROM runs r, json_each(r.final) k
+        ) GROUP BY experiment, kind, key;
+
+        CREATE TRIGGER run_keys_insert AFTER INSERT ON runs BEGIN
+            INSERT INTO run_keys (experiment_id, kind, key, uses)
+                SELECT coalesce(NEW.experiment_id, 0), 'p', key, 1 FROM json_each(NEW.params) WHERE true
+                ON CONFLICT DO UPDATE SET uses = uses + 1;
+            INSERT INTO run_keys (experiment_id, kind, key, uses)
+                SELECT coalesce(NEW.experiment_id, 0), 'm', key, 1 FROM json_each(NEW.best) WHERE true
+                ON CONFLICT DO UPDATE SET uses = uses + 1;
+            INSERT INTO run_keys (experiment_id, kind, key, uses)
+                SELECT coalesce(NEW.experiment_id, 0), 'm', key, 1 FROM json_each(NEW.final) WHERE true
+                ON CONFLICT DO UPDATE SET uses = uses + 1;
+        END;
+
+        CREATE TRIGGER run_keys_delete AFTER DELETE ON runs BEGIN
+            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
+                AND kind = 'p' AND key IN (SELECT key FROM json_each(OLD.params));
+            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
+                AND kind = 'm' AND key IN (SELECT key FROM json_each(OLD.best));
+            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
+                AND kind = 'm' AND key IN (SELECT key FROM json_each(OLD.final));
+            DELETE FROM run_keys WHERE uses <= 0;
+        END;
+
+        -- Per epoch the ingester rewrites best and final: only keys that come or go change anything.
+        CREATE TRIGGER run_keys_update AFTER UPDATE OF experiment_id, params, best, final ON runs BEGIN
+            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
+                AND kind = 'p' AND key IN (SELECT key FROM json_each(OLD.params));
+            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
+                AND kind = 'm' AND key IN (SELECT key FROM json_each(OLD.best));
+            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
+                AND kind = 'm' AND key IN (SELECT key FROM json_each(OLD.final));
+            INSERT INTO run_keys (experiment_id, kind, key, uses)
+                SELECT coalesce(NEW.experiment_id, 0), 'p', key, 1 FROM json_each(NEW.params) WHERE true
+                ON CONFLICT DO UPDATE SET uses = uses + 1;
+            INSERT INTO run_keys (experiment_id, kind, key, uses)
+                SELECT coalesce(NEW.experiment_id, 0), 'm', key, 1 FROM json_each(NEW.best) WHERE true
+                ON CONFLICT DO UPDATE SET uses = uses + 1;
+            INSERT INTO run_keys (experiment_id, kind, key, uses)
+                SELECT coalesce(NEW.experiment_id, 0), 'm', key, 1 FROM json_each(NEW.final) WHERE true
+                ON CONFLICT DO UPDATE SET uses = uses + 1;
+            DELETE FROM run_keys WHERE uses <= 0;
+        END;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -149,3 +149,78 @@ def test_that_sqlite_narrowing_returns_exactly_the_runs_the_python_filter_matche
     found = runs.search(store, text, order="id")
     assert found.rows == expected, text
     assert found.total == len(cells)
+
+
+# -- the run_keys table the triggers keep equals the names in the runs' JSON --------------------------
+
+
+def _names_from_json(store: Store) -> set[tuple[int, str, str]]:
+    rows = store.query(
+        "SELECT coalesce(r.experiment_id, 0), 'p', k.key FROM runs r, json_each(r.params) k UNION "
+        "SELECT coalesce(r.experiment_id, 0), 'm', k.key FROM runs r, json_each(r.best) k UNION "
+        "SELECT coalesce(r.experiment_id, 0), 'm', k.key FROM runs r, json_each(r.final) k")
+    return {tuple(row) for row in rows}
+
+
+def _names_kept(store: Store) -> set[tuple[int, str, str]]:
+    return {tuple(row) for row in store.query("SELECT experiment_id, kind, key FROM run_keys")}
+
+
+def _json(value: dict | None) -> str | None:
+    return None if value is None else dumps(value)
+
+
+KEYS = st.sampled_from(["lr", "units", "seed", "val_accuracy", "loss", "odd key \"'", "ü"])
+OBJECTS = st.one_of(st.none(), st.dictionaries(KEYS, st.integers(0, 3), max_size=4))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.sampled_from(["insert", "update", "delete", "move"]), st.integers(0, 5),
+                                OBJECTS, OBJECTS, OBJECTS), min_size=1, max_size=25))
+def test_that_the_kept_run_keys_always_equal_the_names_in_the_runs_json(tmp_path_factory, steps) -> None:
+    store = Store(tmp_path_factory.mktemp("keys") / "blueno.db")
+    t = now()
+    with store.write() as conn:
+        for name in ("a", "b"):
+            conn.execute("INSERT INTO experiments (name, grid_text, created) VALUES (?, '', ?)", (name, t))
+    for op, n, params, best, final in steps:
+        with store.write() as conn:
+            ids = [row[0] for row in conn.execute("SELECT id FROM runs ORDER BY id")]
+            target = ids[n % len(ids)] if ids else None
+            if op == "insert" or target is None:
+                conn.execute("INSERT INTO runs (experiment_id, model, params, dataset, best, final, created) "
+                             "VALUES (?, 'm', ?, 'd@1', ?, ?, ?)",
+                             ([1, 2, None][n % 3], dumps(params or {}), _json(best),
+                              _json(final), t))
+            elif op == "update":
+                conn.execute("UPDATE runs SET best = ?, final = ? WHERE id = ?",
+                             (_json(best), _json(final), target))
+            elif op == "move":
+                conn.execute("UPDATE runs SET experiment_id = ?, params = ? WHERE id = ?",
+                             ([1, 2, None][n % 3], dumps(params or {}), target))
+            else:
+                conn.execute("DELETE FROM runs WHERE id = ?", (target,))
+        assert _names_kept(store) == _names_from_json(store), (op, n, params, best, final)
+    assert store.query("SELECT count(*) FROM run_keys WHERE uses <= 0")[0][0] == 0
+    store.close()
+
+
+def test_that_a_database_from_before_run_keys_gets_them_filled_when_it_migrates(tmp_path) -> None:
+    import sqlite3
+
+    from blueno.store import MIGRATIONS, _split_sql
+
+    path = tmp_path / "blueno.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for index, (_, sql) in enumerate(MIGRATIONS[:2]):  # the database as the release before this one left it
+        for statement in _split_sql(sql):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {index + 1}")
+    conn.execute("INSERT INTO experiments (name, grid_text, created) VALUES ('old', '', 0)")
+    conn.execute("INSERT INTO runs (experiment_id, model, params, dataset, best, final, created) VALUES "
+                 "(1, 'm', '{\"lr\": 0.1, \"units\": 8}', 'd@1', '{\"val_loss\": 1}', '{\"loss\": 2}', 0)")
+    conn.close()
+    store = Store(path)
+    assert _names_kept(store) == {(1, "p", "lr"), (1, "p", "units"), (1, "m", "val_loss"), (1, "m", "loss")}
+    assert runs.search(store).columns[-4:] == ["best loss", "best val_loss", "final loss", "final val_loss"]
+    store.close()
