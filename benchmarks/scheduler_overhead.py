@@ -11,7 +11,11 @@ seconds and records start and end in a ledger).  Printed:
 * the original Blueno's policy (one job at a time, then a 60 s sleep) on the
   same job times, for comparison.
 
-    .venv/bin/python benchmarks/scheduler_overhead.py [--jobs 40] [--slots 2] [--duration 1.0]
+    .venv/bin/python benchmarks/scheduler_overhead.py [--jobs 40] [--slots 2] [--duration 1.0] [--warm]
+
+``--warm`` gives each slot a spare stand-in (:mod:`blueno.spare`) that has done its
+start-up before its job is claimed, as ``[scheduler] warm = true`` does for real
+trainers; the makespan / ideal row then counts what is left of the start-up.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=40)
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--duration", type=float, default=1.0, help="seconds each job sleeps")
+    parser.add_argument("--warm", action="store_true", help="spare stand-ins per slot ([scheduler] warm = true)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -51,7 +56,7 @@ def main() -> None:
             queue.submit(standin_grid(args.jobs, duration=args.duration))
             slots = [Slot(f"cpu{i}", None) for i in range(args.slots)]
             began = time.time()
-            Scheduler(workspace, slots, trainer_command=STANDIN_COMMAND).run(until_empty=True)
+            Scheduler(workspace, slots, trainer_command=STANDIN_COMMAND, warm=args.warm).run(until_empty=True)
             finished = time.time()
             claimed = {job.id: (job.slot, job.claimed) for job in queue.jobs()}
         entries = []
@@ -72,13 +77,14 @@ def main() -> None:
     ratio_no_startup = (makespan - startup * len(entries) / args.slots) / ideal
     original = sum(job_times) + 60.0 * len(entries)
 
-    print(f"scheduler overhead — {len(entries)} jobs x {args.duration:g} s on {args.slots} slots "
+    print(f"scheduler overhead — {len(entries)} jobs x {args.duration:g} s on {args.slots} slots, "
+          f"{'warm' if args.warm else 'cold'} stand-ins "
           f"({platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()})\n")
     print("| figure | value | target |")
     print("| --- | --- | --- |")
     print(f"| makespan | {makespan:.2f} s | |")
     print(f"| ideal (sum of job times / slots) | {ideal:.2f} s | |")
-    print(f"| makespan / ideal | {makespan / ideal:.3f} | |")
+    print(f"| makespan / ideal | {makespan / ideal:.3f} | {'≤ 1.05 (warm)' if args.warm else ''} |")
     print(f"| makespan / ideal, Python start-up excluded | {ratio_no_startup:.3f} | ≤ 1.05 |")
     print(f"| mean gap, job end → next process start on a slot | {statistics.mean(gaps) * 1000:.1f} ms | ≤ 200 ms |")
     print(f"| worst gap | {max(gaps) * 1000:.1f} ms | |")
