@@ -27,9 +27,12 @@ Guarantees (``docs/reliability.md``):
   ``SCHED_IDLE``, hence a thread: the main thread, which later trains, keeps
   its normal priority.
 
-Nothing here is specific to the local backend or to TensorFlow: a Ray node
-runs the same pool for its own slots, and any trainer whose entry point is a
-``main(argv)`` function can serve as a spare (:func:`serve`).  Standard library only.
+Nothing here is specific to TensorFlow: any trainer whose entry point is a
+``main(argv)`` function can serve as a spare (:func:`serve`).  The local
+backend uses it; the Ray backend does not yet (a node starts each trainer
+cold; only its Ray workers are started ahead, see ``blueno/cluster``): a
+node-side pool needs a long-lived holder per node slot (an actor), which is
+the next step.  Standard library only.
 """
 
 from __future__ import annotations
