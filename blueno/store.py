@@ -38,6 +38,17 @@ WAIT_NOTICE_S = 3.0  # say what is being waited for after this long
 WAL_WRITE_LOCK_OFFSET = 120  # the byte of ``-shm`` that SQLite's WAL writer locks (UNIX_SHM_BASE)
 log = logging.getLogger(__name__)
 
+# The statements of the run_keys triggers (migration 0003): a run's names counted in, or out.
+_RUN_KEYS_ADD = "".join(
+    f"""            INSERT INTO run_keys (experiment_id, kind, key, uses)
+                SELECT coalesce(NEW.experiment_id, 0), '{kind}', key, 1 FROM json_each(NEW.{column}) WHERE true
+                ON CONFLICT DO UPDATE SET uses = uses + 1;
+""" for kind, column in (("p", "params"), ("m", "best"), ("m", "final")))
+_RUN_KEYS_REMOVE = "".join(
+    f"""            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
+                AND kind = '{kind}' AND key IN (SELECT key FROM json_each(OLD.{column}));
+""" for kind, column in (("p", "params"), ("m", "best"), ("m", "final")))
+
 # Named, ordered, forward-only migrations (the sqlite-utils ``migrations`` idea).
 # ``PRAGMA user_version`` holds how many have been applied; ``_migrations``
 # records when.  Never edit a migration that has shipped: append a new one.
@@ -211,7 +222,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
     (
         "0003_run_keys",
-        """
+        f"""
         -- The parameter and metric names the runs of each experiment have, kept by triggers, so the
         -- runs table's columns (blueno/run_table.py) are known without parsing every run's JSON.
         -- `uses` counts the objects (params, best, final) holding the key; a key at 0 is removed.
@@ -232,45 +243,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) GROUP BY experiment, kind, key;
 
         CREATE TRIGGER run_keys_insert AFTER INSERT ON runs BEGIN
-            INSERT INTO run_keys (experiment_id, kind, key, uses)
-                SELECT coalesce(NEW.experiment_id, 0), 'p', key, 1 FROM json_each(NEW.params) WHERE true
-                ON CONFLICT DO UPDATE SET uses = uses + 1;
-            INSERT INTO run_keys (experiment_id, kind, key, uses)
-                SELECT coalesce(NEW.experiment_id, 0), 'm', key, 1 FROM json_each(NEW.best) WHERE true
-                ON CONFLICT DO UPDATE SET uses = uses + 1;
-            INSERT INTO run_keys (experiment_id, kind, key, uses)
-                SELECT coalesce(NEW.experiment_id, 0), 'm', key, 1 FROM json_each(NEW.final) WHERE true
-                ON CONFLICT DO UPDATE SET uses = uses + 1;
-        END;
+{_RUN_KEYS_ADD}        END;
 
         CREATE TRIGGER run_keys_delete AFTER DELETE ON runs BEGIN
-            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
-                AND kind = 'p' AND key IN (SELECT key FROM json_each(OLD.params));
-            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
-                AND kind = 'm' AND key IN (SELECT key FROM json_each(OLD.best));
-            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
-                AND kind = 'm' AND key IN (SELECT key FROM json_each(OLD.final));
-            DELETE FROM run_keys WHERE uses <= 0;
+{_RUN_KEYS_REMOVE}            DELETE FROM run_keys WHERE uses <= 0;
         END;
 
         -- Per epoch the ingester rewrites best and final: only keys that come or go change anything.
         CREATE TRIGGER run_keys_update AFTER UPDATE OF experiment_id, params, best, final ON runs BEGIN
-            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
-                AND kind = 'p' AND key IN (SELECT key FROM json_each(OLD.params));
-            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
-                AND kind = 'm' AND key IN (SELECT key FROM json_each(OLD.best));
-            UPDATE run_keys SET uses = uses - 1 WHERE experiment_id = coalesce(OLD.experiment_id, 0)
-                AND kind = 'm' AND key IN (SELECT key FROM json_each(OLD.final));
-            INSERT INTO run_keys (experiment_id, kind, key, uses)
-                SELECT coalesce(NEW.experiment_id, 0), 'p', key, 1 FROM json_each(NEW.params) WHERE true
-                ON CONFLICT DO UPDATE SET uses = uses + 1;
-            INSERT INTO run_keys (experiment_id, kind, key, uses)
-                SELECT coalesce(NEW.experiment_id, 0), 'm', key, 1 FROM json_each(NEW.best) WHERE true
-                ON CONFLICT DO UPDATE SET uses = uses + 1;
-            INSERT INTO run_keys (experiment_id, kind, key, uses)
-                SELECT coalesce(NEW.experiment_id, 0), 'm', key, 1 FROM json_each(NEW.final) WHERE true
-                ON CONFLICT DO UPDATE SET uses = uses + 1;
-            DELETE FROM run_keys WHERE uses <= 0;
+{_RUN_KEYS_REMOVE}{_RUN_KEYS_ADD}            DELETE FROM run_keys WHERE uses <= 0;
         END;
         """,
     ),
