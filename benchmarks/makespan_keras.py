@@ -174,6 +174,7 @@ def _spares_beside(workspace: Workspace, scheduler: Scheduler, count: int, train
     """Start ``count`` spares (as the slot's would be) and keep them until they are ready and the training ends."""
     selector = selectors.DefaultSelector()
     pool = SparePool(scheduler.trainer_command, workspace.root, workspace.logs_dir, selector, JOB_ENV_KEYS)
+    pool.zygote_off = True  # each spare imports for itself here: the cost of one import beside a training
     env = scheduler._slot_environment(Slot("cpu0", None))  # the very environment the slot's spare gets
     for i in range(count):
         pool.ensure(f"bench{i}", env)

@@ -512,10 +512,16 @@ class Scheduler:
 
     def _launch_prepared(self, queue: JobQueue, selector: selectors.BaseSelector) -> None:
         for name, (job, future) in list(self._preparing.items()):
-            if future.done():
+            if future.done() and not self._waits_for_spare(queue, name, job, future):
                 del self._preparing[name]
                 self._launch(queue, selector, job, next((s for s in self.slots if s.name == name), Slot(name, None)),
                              future)
+
+    def _waits_for_spare(self, queue: JobQueue, slot: str, job: Job, prepared: Future) -> bool:
+        """Hold a prepared job while its slot's spare is on its way from the zygote (bounded: SparePool.coming)."""
+        if self._spares is None or job.config.get("command") or prepared.exception() is not None:
+            return False
+        return self._spares.coming(slot) and not queue.cancel_requested([job.id])
 
     def _launch(self, queue: JobQueue, selector: selectors.BaseSelector, job: Job, slot: Slot,
                 prepared: Future[tuple[dict, list[str], Path]]) -> None:
@@ -776,13 +782,14 @@ def settle_events(workspace: Workspace, store: Store, job_id: int, attempt: int)
 def warm_setting(workspace: Workspace, slots: Sequence[Slot] = ()) -> bool:
     """``[scheduler] warm`` in the settings: keep a spare trainer per slot.
 
-    Unset, it is on when the slots are GPUs and off on CPU slots: there a spare's imports
-    compete with the running trainings for the same cores (measured on 2 CPU slots: epochs
-    1.3-1.7 times longer while a spare imports, and no makespan gain; docs/benchmarks.md).
+    Unset, it is on for GPU slots, and for CPU slots on Linux, where one zygote imports
+    TensorFlow once and forks every spare (:mod:`blueno.spare`): the demo grid on 2 CPU slots
+    in 0.62-0.64 x the cold makespan.  Elsewhere each CPU slot's spare would import beside the
+    running trainings, on the same cores (epochs 1.3-1.7 x longer, no makespan gain): off there.
     """
     value = workspace.settings().get("scheduler", {}).get("warm")
     if value is None:
-        return any(slot.gpu is not None for slot in slots)
+        return any(slot.gpu is not None for slot in slots) or sys.platform.startswith("linux")
     if not isinstance(value, bool):
         raise BluenoError(
             f"{workspace.settings_path}: [scheduler] warm = {value!r} is not true or false; write "

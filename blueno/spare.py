@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import selectors
 import signal
@@ -53,11 +54,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+log = logging.getLogger(__name__)
+
 SPARE_FLAG = "--spare"  # `TRAINER_COMMAND --spare` starts a spare instead of a job
 SPARE_FD_ENV = "BLUENO_SPARE_FD"  # the descriptor of the spare's end of its socket
+ZYGOTE_ENV = "BLUENO_SPARE_ZYGOTE"  # set: this spare forks spares for every slot instead of taking a job
 READY = b"ready"
 MAX_MESSAGE = 1 << 20  # a job message (argv, environment, cwd) is far smaller
 MAX_EARLY_DEATHS = 3  # spares of a slot that die before ready, in a row, before the slot stops trying
+ZYGOTE_SLOT = "zygote"  # the pool's name for its zygote (it has no slot of its own)
+ZYGOTE_WAIT_S = 60.0  # a claimed job waits for a spare from the zygote until this long after the zygote started
 
 
 # -- in the spare ------------------------------------------------------------------------
@@ -88,9 +94,10 @@ def serve(run: Callable[[list[str]], int], steps: Sequence[Step]) -> int:
         return 2
     channel = socket.socket(fileno=int(fd))
     os.set_inheritable(channel.fileno(), False)  # nothing the job starts may hold the channel open
+    zygote = bool(os.environ.pop(ZYGOTE_ENV, None))
     for step in steps:
         failure: list[BaseException] = []
-        if step.idle:
+        if step.idle and not zygote:  # the zygote starts with the scheduler, before any training: jobs wait on it
             worker = threading.Thread(target=_idle_call, args=(step.call, failure), name="blueno-spare-prepare")
             worker.start()
             worker.join()
@@ -102,6 +109,13 @@ def serve(run: Callable[[list[str]], int], steps: Sequence[Step]) -> int:
         if failure:
             traceback.print_exception(failure[0])
             return 1
+    if zygote:
+        return _zygote(channel, run)
+    return _take_job(channel, run)
+
+
+def _take_job(channel: socket.socket, run: Callable[[list[str]], int]) -> int:
+    """Say ready, wait for one job on ``channel``, become its trainer: ``run``'s exit status (0: no job)."""
     try:
         channel.sendall(READY)
         message, fds, _, _ = socket.recv_fds(channel, MAX_MESSAGE, 1)
@@ -113,14 +127,80 @@ def serve(run: Callable[[list[str]], int], steps: Sequence[Step]) -> int:
     channel.close()
     sys.stdout.flush()
     sys.stderr.flush()
-    for log in fds[:1]:  # from here on the output is the job's log, like a cold trainer's
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
+    for job_log in fds[:1]:  # from here on the output is the job's log, like a cold trainer's
+        os.dup2(job_log, 1)
+        os.dup2(job_log, 2)
+        os.close(job_log)
     os.environ.update(job["env"])
     os.chdir(job["cwd"])
     sys.argv = [sys.argv[0], *job["argv"]]
     return run(list(job["argv"]))
+
+
+def _zygote(channel: socket.socket, run: Callable[[list[str]], int]) -> int:
+    """Fork ready spares on request, each past the imports this process did once (copy-on-write).
+
+    A request is ``{"env": {...}}`` (the slot's environment) with the spare's
+    log as a descriptor.  The spare is forked twice over (this process forks
+    a child that forks the spare and exits), so the spare is orphaned at once
+    and adopted by the scheduler, a child subreaper: the scheduler is its
+    parent, reaps it and reads its exit status like any trainer's.  The reply
+    is ``{"pid": N}`` with the scheduler's end of the spare's own socket.
+    Nothing here runs TensorFlow (its runtime starts no thread before a job),
+    so each spare starts from the state a fresh process has after the imports.
+    """
+    try:
+        channel.sendall(READY)
+    except OSError:
+        return 0
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(channel, MAX_MESSAGE, 1)
+        except OSError:
+            return 0
+        if not message:  # the scheduler is gone: so is every use for this process
+            return 0
+        env = json.loads(message)["env"]
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        read_pid, write_pid = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        middle = os.fork()
+        if middle == 0:
+            try:
+                spare = os.fork()
+                if spare == 0:
+                    os.close(read_pid)
+                    os.close(write_pid)
+                    channel.close()
+                    ours.close()
+                    os.setsid()  # its own process group, like a spare the scheduler starts
+                    for spare_log in fds[:1]:  # the spare's own log until it has a job
+                        os.dup2(spare_log, 1)
+                        os.dup2(spare_log, 2)
+                        os.close(spare_log)
+                    os.environ.clear()
+                    os.environ.update(env)
+                    code = _take_job(theirs, run)
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
+                os.write(write_pid, str(spare).encode())
+            finally:
+                os._exit(0)  # the spare is now an orphan: the scheduler (a subreaper) adopts it
+        os.close(write_pid)
+        os.waitpid(middle, 0)
+        with os.fdopen(read_pid, "rb") as pipe:
+            pid = pipe.read()
+        theirs.close()
+        for fd in fds:
+            os.close(fd)
+        try:
+            socket.send_fds(channel, [json.dumps({"pid": int(pid or 0)}).encode()], [ours.fileno()])
+        except OSError:
+            return 0
+        finally:
+            ours.close()
 
 
 def _idle_call(prepare: Callable[[], object], failure: list[BaseException]) -> None:
@@ -141,12 +221,55 @@ def _idle_call(prepare: Callable[[], object], failure: list[BaseException]) -> N
 # -- in the scheduler -------------------------------------------------------------------
 
 
+class Adopted:
+    """A spare the zygote forked, adopted by this process (a child subreaper): ``Popen``'s handle on it.
+
+    The scheduler supervises it as it does a process it started: ``pid``,
+    ``poll``, ``wait``, ``returncode`` (negative for a signal, as ``Popen``).
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # not ours after all (never adopted): it is gone, status unknown
+                self.returncode = -signal.SIGKILL
+            else:
+                if done:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            time.sleep(0.005)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 @dataclass
 class Spare:
     """A spare trainer process of one slot, and the scheduler's end of its socket."""
 
     slot: str
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[bytes] | Adopted
     channel: socket.socket
     env: dict[str, str]  # the environment it was started with
     started: float = field(default_factory=time.monotonic)
@@ -193,17 +316,69 @@ class SparePool:
         self.spares: dict[str, Spare] = {}
         self.early_deaths: dict[str, int] = {}
         self.given_up: dict[str, str] = {}  # slot → why it no longer gets spares
+        # One zygote per pool when this process adopts orphans: it imports once and forks every spare.
+        self.zygote: Spare | None = None
+        self.zygote_off = not is_subreaper()
+        self.forking: list[tuple[str, dict[str, str]]] = []  # slots whose spare the zygote is forking
 
     def log_path(self, slot: str) -> Path:
         """Where a spare's output goes until it has a job (the TensorFlow import's chatter, a crash)."""
         return self.log_dir / f"spare-{slot}.log"
 
     def ensure(self, slot: str, env: Mapping[str, str]) -> Spare | None:
-        """The slot's spare, started now if it has none (None when its spares keep dying)."""
+        """The slot's spare, asked for now if it has none (None while the zygote forks it, or when
+        its spares keep dying)."""
         if slot in self.spares:
             return self.spares[slot]
-        if slot in self.given_up:
+        if slot in self.given_up or any(waiting == slot for waiting, _ in self.forking):
             return None
+        if not self.zygote_off:
+            if self.zygote is None and self._start(ZYGOTE_SLOT, {**env, ZYGOTE_ENV: "1"}) is None:
+                self.zygote_off = True  # it could not even start: every slot starts its own spares
+                self.given_up.pop(ZYGOTE_SLOT, None)
+            if self.zygote is not None:
+                self.forking.append((slot, dict(env)))
+                if self.zygote.ready:
+                    self._ask_zygote(slot, env)
+                return None
+        return self._start(slot, env)
+
+    def coming(self, slot: str) -> bool:
+        """Is a spare for ``slot`` on its way from the zygote, soon enough for a job to wait for it?
+
+        While the zygote imports (it starts with the scheduler, before any
+        training, and does the import a cold trainer would do) and while it
+        forks, a job claimed for the slot waits for the spare rather than
+        import everything again beside it; for at most ZYGOTE_WAIT_S.
+        """
+        zygote = self.zygote
+        if zygote is None or time.monotonic() - zygote.started > ZYGOTE_WAIT_S:
+            return False
+        if any(waiting == slot for waiting, _ in self.forking):
+            return True
+        spare = self.spares.get(slot)
+        return spare is not None and not spare.ready and isinstance(spare.popen, Adopted)
+
+    def _ask_zygote(self, slot: str, env: Mapping[str, str]) -> None:
+        assert self.zygote is not None
+        try:
+            with open(self.log_path(slot), "wb") as spare_log:
+                socket.send_fds(self.zygote.channel, [json.dumps({"env": dict(env)}).encode()],
+                                [spare_log.fileno()])
+        except OSError:
+            self._lose_zygote("its socket closed")
+
+    def _lose_zygote(self, why: str) -> None:
+        """The zygote is gone: its slots get spares of their own from now on."""
+        zygote, self.zygote, self.zygote_off, self.forking = self.zygote, None, True, []
+        if zygote is not None:
+            self._forget(zygote)
+            zygote.kill()
+        self.given_up.pop(ZYGOTE_SLOT, None)
+        log.info("the spare zygote is gone (%s): each slot starts its own spares", why)
+
+    def _start(self, slot: str, env: Mapping[str, str]) -> Spare | None:
+        """A spare process started for ``slot`` (the zygote: ZYGOTE_SLOT)."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         spare_env = {**env, SPARE_FD_ENV: str(child.fileno())}
         try:
@@ -218,14 +393,59 @@ class SparePool:
             return None
         finally:
             child.close()
-        parent.setblocking(False)
-        spare = Spare(slot, popen, parent, dict(env))
-        self.spares[slot] = spare
-        self.selector.register(parent, selectors.EVENT_READ, spare)
+        return self._watch(Spare(slot, popen, parent, dict(env)))
+
+    def _watch(self, spare: Spare) -> Spare:
+        spare.channel.setblocking(False)
+        if spare.slot == ZYGOTE_SLOT:
+            self.zygote = spare
+        else:
+            self.spares[spare.slot] = spare
+        self.selector.register(spare.channel, selectors.EVENT_READ, spare)
         return spare
+
+    def _on_zygote(self, zygote: Spare) -> None:
+        """The zygote said ready, sent a forked spare, or died."""
+        if zygote.ready_at is None:
+            try:
+                data = zygote.channel.recv(64)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data != READY:
+                self._lose_zygote(f"it exited before it was ready, status {zygote.popen.poll()}; see "
+                                  f"{self.log_path(ZYGOTE_SLOT)}")
+                return
+            zygote.ready_at = time.monotonic()
+            for slot, env in self.forking:
+                self._ask_zygote(slot, env)
+            return
+        try:
+            message, fds, _, _ = socket.recv_fds(zygote.channel, MAX_MESSAGE, 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            message, fds = b"", []
+        if not message or not fds or not self.forking:
+            for fd in fds:
+                os.close(fd)
+            self._lose_zygote("its socket closed" if not message else "it sent no spare")
+            return
+        slot, env = self.forking.pop(0)
+        pid = json.loads(message)["pid"]
+        channel = socket.socket(fileno=fds[0])
+        if not pid:  # the fork failed: this slot starts a spare of its own
+            channel.close()
+            self._start(slot, env)
+            return
+        self._watch(Spare(slot, Adopted(pid), channel, env))
 
     def on_readable(self, spare: Spare) -> None:
         """The spare said ready, or its socket closed (it died before its job)."""
+        if spare.slot == ZYGOTE_SLOT:
+            self._on_zygote(spare)
+            return
         try:
             data = spare.channel.recv(64)
         except BlockingIOError:
@@ -285,9 +505,13 @@ class SparePool:
             spare.kill()
 
     def close(self) -> None:
-        """End every spare (scheduler shutdown)."""
+        """End every spare, and the zygote (scheduler shutdown)."""
         for slot in list(self.spares):
             self.retire(slot)
+        if self.zygote is not None:
+            zygote, self.zygote, self.forking = self.zygote, None, []
+            self._forget(zygote)
+            zygote.kill()
 
     def _forget(self, spare: Spare) -> None:
         if self.spares.get(spare.slot) is spare:
@@ -301,7 +525,27 @@ class SparePool:
         return {**self.given_up, **states}
 
     def pids(self) -> dict[str, int]:
-        return {slot: spare.popen.pid for slot, spare in list(self.spares.items())}
+        """Slot → its spare's pid, and the zygote's under ZYGOTE_SLOT (processes that hold no job)."""
+        pids = {slot: spare.popen.pid for slot, spare in list(self.spares.items())}
+        if self.zygote is not None:
+            pids[ZYGOTE_SLOT] = self.zygote.popen.pid
+        return pids
+
+
+def is_subreaper() -> bool:
+    """Does this process adopt orphaned descendants (Linux ``PR_GET_CHILD_SUBREAPER``)?
+
+    The zygote's spares are orphans by design: only a subreaper becomes their
+    parent, reaps them and learns their exit status.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        flag = ctypes.c_int(0)
+        return libc.prctl(37, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value == 1  # PR_GET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
 
 
 def spare_requested(argv: Sequence[str]) -> bool:

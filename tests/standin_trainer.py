@@ -36,6 +36,10 @@ def main(job_id: int, attempt: int) -> int:
     if (spec.get("job_id"), spec.get("attempt")) != (job_id, attempt):
         return EXIT_STALE
     params = spec["config"]["params"]
+    seen = os.environ.get("BLUENO_STANDIN_SEEN")
+    if seen:  # what this job's trainer sees of its slot, whether it started cold or as a spare
+        with open(seen, "a") as handle:
+            handle.write(f"{os.environ.get('BLUENO_SLOT')}={os.environ.get('CUDA_VISIBLE_DEVICES')}\n")
     if params.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:

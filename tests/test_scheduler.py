@@ -19,7 +19,7 @@ from waiting import wait_until
 import blueno
 from blueno import BluenoError
 from blueno.queue import JobQueue, JobState
-from blueno.scheduler import Scheduler, Slot, active_scheduler, detect_slots
+from blueno.scheduler import JobLaunched, Scheduler, Slot, active_scheduler, detect_slots
 from blueno.workspace import Workspace
 
 TWO_SLOTS = [Slot("cpu0", None), Slot("cpu1", None)]
@@ -65,15 +65,21 @@ def test_that_slots_come_from_gpus_slots_or_the_environment(monkeypatch) -> None
         detect_slots(gpus="0", slots=2)
 
 
-def test_that_each_trainer_sees_only_its_slots_gpu(workspace, queue: JobQueue, tmp_path) -> None:
-    probe = tmp_path / "probe.sh"
-    probe.write_text('#!/bin/sh\necho "$CUDA_VISIBLE_DEVICES" >> "$BLUENO_HOME/seen"\n'
-                     f'exec {" ".join(STANDIN_COMMAND)} "$@"\n')
-    probe.chmod(0o755)
-    queue.submit(standin_grid(4, duration=0.2))
-    Scheduler(workspace, [Slot("gpu0", "0"), Slot("gpu3", "3")], trainer_command=[str(probe)]).run(until_empty=True)
-    assert sorted(set((workspace.root / "seen").read_text().split())) == ["0", "3"]
-    assert queue.counts()[JobState.SUCCEEDED] == 4
+@pytest.mark.parametrize("warm", [False, True])
+def test_that_each_trainer_sees_only_its_slots_gpu(workspace, queue: JobQueue, tmp_path, monkeypatch, warm) -> None:
+    """Cold trainers get their slot's environment at start; warm ones (forked by the zygote, which was
+    started with the first slot's) set it before their job."""
+    seen = tmp_path / "seen"
+    monkeypatch.setenv("BLUENO_STANDIN_SEEN", str(seen))
+    queue.submit(standin_grid(8, duration=0.3))
+    launched: list[JobLaunched] = []
+    Scheduler(workspace, [Slot("gpu0", "0"), Slot("gpu3", "3")], trainer_command=STANDIN_COMMAND,
+              warm=warm, on_event=lambda e: launched.append(e) if isinstance(e, JobLaunched) else None,
+              ).run(until_empty=True)
+    assert sorted(set(seen.read_text().split())) == ["gpu0=0", "gpu3=3"]
+    warm_slots = {e.slot for e in launched if e.warm}
+    assert warm_slots == ({"gpu0", "gpu3"} if warm else set())  # both slots' spares took jobs
+    assert queue.counts()[JobState.SUCCEEDED] == 8
 
 
 def test_that_only_one_scheduler_runs_per_workspace(workspace) -> None:

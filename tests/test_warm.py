@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 
 import psutil
@@ -19,7 +20,7 @@ from waiting import wait_until as wait_for
 from blueno import BluenoError, datasets, metrics
 from blueno.queue import JobQueue, JobState
 from blueno.scheduler import JobLaunched, Scheduler, Slot
-from blueno.spare import SPARE_FLAG
+from blueno.spare import SPARE_FLAG, ZYGOTE_SLOT
 from blueno.workspace import Workspace
 
 ONE_SLOT = [Slot("cpu0", None)]
@@ -105,20 +106,27 @@ def test_that_a_spare_stays_for_the_next_job_when_its_slots_job_is_cancelled(wor
         assert running.launch_of(next_job).warm
 
 
-def test_that_a_spare_killed_before_its_job_is_replaced_and_the_job_starts_cold(workspace, queue, ledger) -> None:
+def test_that_a_spare_killed_before_its_job_is_replaced_from_the_zygote_and_loses_nothing(
+    workspace, queue, ledger
+) -> None:
     with Running(workspace) as running:
         first = running.ready_spare()
+        zygote = running.scheduler.spare_pids[ZYGOTE_SLOT]
         running.scheduler.pause()  # no job, no replacement yet: the next job finds no spare
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: "cpu0" not in running.scheduler.spares)
         (job_id,) = queue.submit(standin_grid(1, duration=1.0)).added
         running.scheduler.resume()
-        assert wait_for(lambda: queue.get(job_id).pid) != first
+        pid = wait_for(lambda: queue.get(job_id).pid)
+        assert pid not in (first, zygote)
         wait_for(lambda: queue.get(job_id).state == JobState.SUCCEEDED)
-        assert not running.launch_of(job_id).warm and queue.get(job_id).failures == 0
-        replacement = running.ready_spare()  # started beside the cold job, for the next one
-        assert replacement != first
+        # The job waited for the spare the zygote forked at once (milliseconds), not for a cold start.
+        assert running.launch_of(job_id).warm and queue.get(job_id).failures == 0
+        assert psutil.Process(zygote).is_running()
+        replacement = running.ready_spare()  # forked for the next job
+        assert replacement not in (first, pid, zygote)
     assert not psutil.pid_exists(first)  # reaped, not left a zombie
+    assert not psutil.pid_exists(zygote)
 
 
 def test_that_a_job_crashing_in_a_warm_trainer_is_that_jobs_failure_only(workspace, queue, ledger) -> None:
@@ -142,6 +150,9 @@ def test_that_a_job_crashing_in_a_warm_trainer_is_that_jobs_failure_only(workspa
 def test_that_stopping_the_scheduler_leaves_no_spare_behind(workspace, queue) -> None:
     with Running(workspace, slots=TWO_SLOTS) as running:
         pids = [running.ready_spare("cpu0"), running.ready_spare("cpu1")]
+        zygote = running.scheduler.spare_pids.get(ZYGOTE_SLOT)  # it forked both spares
+        assert zygote is not None
+        pids.append(zygote)
         assert {p.pid for p in spares_of_this_process()} == set(pids)
     assert spares_of_this_process() == []
     assert all(not psutil.pid_exists(pid) for pid in pids)  # ended and reaped, not even zombies
@@ -161,9 +172,14 @@ def test_that_warm_false_in_the_settings_starts_every_trainer_cold(workspace, qu
         Scheduler(workspace, ONE_SLOT, trainer_command=STANDIN_COMMAND)
 
 
-def test_that_unset_warm_means_spares_on_gpu_slots_and_none_on_cpu_slots(workspace) -> None:
-    """On CPU slots a spare's imports take the cores the running trainings use (docs/benchmarks.md)."""
+def test_that_unset_warm_means_spares_on_gpu_slots_and_on_linux_cpu_slots(workspace, monkeypatch) -> None:
+    """On CPU slots spares pay off only with the zygote (Linux): one import, forks after it (docs/benchmarks.md)."""
+    import blueno.scheduler
+
     cpu, gpu = [Slot("cpu0", None), Slot("cpu1", None)], [Slot("gpu0", "0"), Slot("gpu1", "1")]
+    assert Scheduler(workspace, gpu, trainer_command=STANDIN_COMMAND).warm
+    assert Scheduler(workspace, cpu, trainer_command=STANDIN_COMMAND).warm == sys.platform.startswith("linux")
+    monkeypatch.setattr(blueno.scheduler.sys, "platform", "darwin")  # no zygote: each spare imports beside the jobs
     assert not Scheduler(workspace, cpu, trainer_command=STANDIN_COMMAND).warm
     assert Scheduler(workspace, gpu, trainer_command=STANDIN_COMMAND).warm
     workspace.save_settings({"scheduler": {"warm": True}})  # asked for: on, whatever the slots
