@@ -62,9 +62,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_slot_arguments(parser)
     parser.add_argument("--no-sync", action="store_true", help="do not sync results to Elasticsearch")
     parser.add_argument("--no-warm", dest="warm", action="store_false", default=None,
-                        help="start every trainer cold: no spare trainer per slot importing TensorFlow ahead "
-                        "of its job (default: [scheduler] warm in settings.toml, else on for GPU slots, "
-                        "off for CPU slots)")
+                        help="start every trainer cold: no spare trainer per slot with TensorFlow imported "
+                        "ahead of its job (default: [scheduler] warm in settings.toml, else on for GPU slots, "
+                        "and for CPU slots on Linux)")
     parser.set_defaults(func=run_batch)
 
 
