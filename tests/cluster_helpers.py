@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 # Before Ray is imported anywhere in this process: Ray reads these at import and at node start.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -63,16 +64,8 @@ class LocalCluster:
         node_dir = self.root / f"node{self.count}"
         node_dir.mkdir()
         extra = {NODE_DIR_ENV: str(node_dir), **(env or {})}
-        saved = {key: os.environ.get(key) for key in extra}
-        os.environ.update(extra)  # the node's processes inherit the environment it starts with
-        try:
+        with mock.patch.dict(os.environ, extra):  # the node's processes inherit the environment it starts with
             node = self.cluster.add_node(num_cpus=cpus, num_gpus=gpus, node_ip_address="127.0.0.1")
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
         node.blueno_dir = node_dir  # type: ignore[attr-defined]
         self.nodes.append(node)
         return node

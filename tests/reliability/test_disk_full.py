@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -78,16 +79,8 @@ def database_growth_limited(extra_pages: int) -> Iterator[None]:
 
 def run_queue(workspace: Workspace, trainer: list[str] | None = None, env: dict[str, str] | None = None) -> None:
     """One scheduler on one CPU slot until the queue is empty."""
-    saved = {key: os.environ.get(key) for key in env or {}}
-    os.environ.update(env or {})
-    try:
+    with mock.patch.dict(os.environ, env or {}):
         Scheduler(workspace, [Slot("cpu0", None)], trainer_command=trainer).run(until_empty=True)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @contextlib.contextmanager
