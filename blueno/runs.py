@@ -120,6 +120,29 @@ def describe_run(store: Store, workspace: Workspace, run_id: int) -> dict[str, A
     return run
 
 
+LOG_TAIL_BYTES = 64 * 1024
+
+
+def run_with_log(store: Store, workspace: Workspace, run_id: int, tail_bytes: int = LOG_TAIL_BYTES
+                 ) -> dict[str, Any]:
+    """A run's row with its log's absolute path, its run folder and the last ``tail_bytes`` of its log
+    (``log_tail``; "(no log yet)" before the trainer wrote one); ``{"id", "missing": True}`` once deleted."""
+    try:
+        run = get_run(store, run_id)
+    except BluenoError:
+        return {"id": run_id, "missing": True}
+    log_path = workspace.root / run["log_path"] if run["log_path"] else workspace.run_log(run_id)
+    run["log_path"] = str(log_path)
+    run["model_dir"] = str(workspace.run_dir(run_id))
+    try:
+        with log_path.open("rb") as log:
+            log.seek(max(0, log.seek(0, 2) - tail_bytes))
+            run["log_tail"] = log.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        run["log_tail"] = "(no log yet)"
+    return run
+
+
 # -- figures of a run ------------------------------------------------------------
 
 

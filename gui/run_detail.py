@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtGui import QFontDatabase
@@ -17,36 +16,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from blueno import BluenoError, runs
+from blueno import runs
 from blueno.evaluation import headline
 from blueno.store import Store
 from blueno.workspace import Workspace
 from gui.desktop import open_folder
 from gui.run_evaluation import TEST_COLOUR, QtRunEvaluation
 from gui.workers import Fetcher
-
-LOG_TAIL_BYTES = 64 * 1024
-
-
-def read_run(store: Store, workspace: Workspace, run_id: int) -> dict[str, Any]:
-    """The run's row, its job's state and error, and its log tail (worker thread)."""
-    try:
-        run = runs.get_run(store, run_id)
-    except BluenoError:  # deleted meanwhile
-        return {"id": run_id, "missing": True}
-    log_path = Path(run["log_path"]) if run["log_path"] else workspace.run_log(run_id)
-    if not log_path.is_absolute():
-        log_path = workspace.root / log_path
-    run["log_path"] = str(log_path)
-    run["model_dir"] = str(workspace.run_dir(run_id))
-    try:
-        with log_path.open("rb") as log:
-            size = log.seek(0, 2)
-            log.seek(max(0, size - LOG_TAIL_BYTES))
-            run["log_tail"] = log.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        run["log_tail"] = "(no log yet)"
-    return run
 
 
 def _table(title: str, values: dict[str, Any] | None) -> str:
@@ -132,7 +108,7 @@ class QtRunDetail(QTabWidget):
         self.addTab(self.log, "Log")
         self.summary.setHtml(NO_RUN)
 
-        self._fetcher = Fetcher(lambda: lambda run_id=self._run_id: read_run(store, workspace, run_id), self)
+        self._fetcher = Fetcher(lambda: lambda run_id=self._run_id: runs.run_with_log(store, workspace, run_id), self)
         self._fetcher.ready.connect(self._on_run)
 
     def show_run(self, run_id: int | None) -> None:
