@@ -585,7 +585,8 @@ def run_job(workspace: Workspace, spec: dict[str, Any], writer: events.EventWrit
 def warm_up_steps() -> list[spare.Step]:
     """What every job needs and none decides, done by a spare before its job (:mod:`blueno.spare`).
 
-    TensorFlow and Keras imported, at idle priority, and nothing more: starting
+    TensorFlow and Keras imported (at idle priority; by the zygote, which runs
+    before any training, at normal priority), and nothing more: starting
     TensorFlow's runtime or rehearsing a training would put work on thread
     pools that run at normal priority and slow the slot's running job (measured:
     docs/benchmarks.md), and on a GPU slot it would take the GPU from that job.
