@@ -236,13 +236,19 @@ def _keras_callback(keras: Any, book: EpochBook, x_val: Any, y_val: np.ndarray, 
         def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             from blueno.zoo.keras_parts import reseed
 
+            check_stop()
             reseed(self.model, book.params["seed"], epoch)  # dropout draws depend on (seed, epoch) only
             book.epoch_begin(epoch)
 
         def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            check_stop()
             book.batch_end(batch, float((logs or {})["loss"]))
 
+        def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            check_stop()
+
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            check_stop()
             logs = dict(logs or {})
             if binary:
                 probs = self.model.predict(x_val, batch_size=book.batch_size, verbose=0)
@@ -440,6 +446,7 @@ def _finish(
     checkpoints: Checkpoints, writer: events.EventWriter,
 ) -> None:
     """Publish the best model, evaluate it, then report the result (durable before the checkpoint goes)."""
+    check_stop()
     if state.best_file is None:
         raise BluenoError(
             f"no epoch produced a finite {params['monitor']}: training diverged (lower the learning_rate) "
@@ -530,8 +537,22 @@ def _flush_quietly(writer: events.EventWriter) -> None:
         pass
 
 
+# Set by SIGTERM's handler.  The handler also raises Stopped, but when it runs inside a finalizer
+# (a ``__del__``, a weakref callback: TensorFlow has many) Python prints that exception and drops
+# it; the training then sees the flag at its next batch (check_stop) and stops there.
+_stop_requested = False
+
+
 def _raise_stopped(signum: int, frame: object) -> None:
+    global _stop_requested
+    _stop_requested = True
     raise Stopped
+
+
+def check_stop() -> None:
+    """Raise Stopped if SIGTERM arrived, even if the handler's own exception was swallowed."""
+    if _stop_requested:
+        raise Stopped
 
 
 # True when this module runs as a trainer process (``python -m blueno.trainer``), never in-process.
@@ -563,6 +584,8 @@ def _end(writer: events.EventWriter, code: int) -> int:
 
 def run_job(workspace: Workspace, spec: dict[str, Any], writer: events.EventWriter) -> int:
     """Train one attempt described by its job spec; return the exit code the scheduler acts on."""
+    global _stop_requested
+    _stop_requested = False
     previous_handler = signal.signal(signal.SIGTERM, _raise_stopped)
     try:
         train(workspace, spec, writer)
