@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +30,9 @@ from typing import Any, Protocol
 PROTOCOL_VERSION = 1
 JOB_ENV = "BLUENO_JOB"  # path of the job spec (JSON) of this attempt
 EVENTS_ENV = "BLUENO_EVENTS"  # path of the append-only events file of this attempt
+GATE_ENV = "BLUENO_GATE"  # a pipe's descriptor: one byte "g" once the scheduler has recorded this process
+GO = b"g"
+EXIT_NOT_RECORDED = 3  # the scheduler never recorded this process (blueno.queue.EXIT_STALE): it did nothing
 
 # Every event type and the fields it may carry (besides v, seq, type, time).
 EVENT_TYPES = {
@@ -240,8 +245,45 @@ def write_spec(path: Path, spec: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def await_go() -> None:
+    """Wait until the scheduler has recorded this trainer's process; exit at once if it never will.
+
+    The scheduler starts a trainer, then records its pid (which is how a
+    later scheduler finds and stops it), then writes :data:`GO` to the pipe
+    ``$BLUENO_GATE`` names.  A scheduler killed between the start and the
+    record closes the pipe without writing: the trainer reads end-of-file
+    and exits with :data:`EXIT_NOT_RECORDED` before doing anything, because
+    nobody could stop it and its job runs again (a second run of the same
+    attempt would otherwise race the next one for the run's checkpoints).
+    Called by :func:`read_spec` and :func:`writer_from_env`, so every trainer
+    that reads its spec or reports waits; once per process (the variable is
+    removed).  The wait is the scheduler's one database commit.
+    """
+    value = os.environ.pop(GATE_ENV, None)
+    if not value:
+        return
+    try:
+        fd = int(value)
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return  # not the scheduler's pipe (a process that closed it and reused the number)
+    except (ValueError, OSError):
+        return
+    try:
+        go = os.read(fd, 1) == GO
+    except OSError:
+        go = False
+    finally:
+        os.close(fd)
+    if not go:
+        print("blueno: the scheduler stopped before it recorded this trainer; the job runs again later, "
+              "so this process exits without doing anything", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_NOT_RECORDED)
+
+
 def read_spec(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """This attempt's job spec: ``path``, else ``$BLUENO_JOB``."""
+    """This attempt's job spec: ``path``, else ``$BLUENO_JOB`` (after :func:`await_go`)."""
+    if path is None:
+        await_go()
     chosen = path or os.environ.get(JOB_ENV)
     if not chosen:
         raise ProtocolError(f"no job spec: ${JOB_ENV} is not set (is this process run by a Blueno scheduler?)")
@@ -253,5 +295,6 @@ def read_spec(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 
 def writer_from_env() -> EventWriter:
     """The writer the scheduler set up for this process (``$BLUENO_EVENTS``), or one that discards."""
+    await_go()
     path = os.environ.get(EVENTS_ENV)
     return EventWriter(FileSink(path) if path else NullSink())

@@ -33,7 +33,7 @@ from typing import IO, TYPE_CHECKING
 import psutil
 
 from blueno import BluenoError, __version__, ingest, jobspec
-from blueno.events import EVENTS_ENV, JOB_ENV, FileSource
+from blueno.events import EVENTS_ENV, GATE_ENV, GO, JOB_ENV, FileSource
 from blueno.locks import FileLock
 from blueno.processes import (  # noqa: F401  (process_alive, kill_trees: re-exported)
     GRACE_S,
@@ -44,7 +44,7 @@ from blueno.processes import (  # noqa: F401  (process_alive, kill_trees: re-exp
     reap,
 )
 from blueno.queue import EXIT_OK, EXIT_PERMANENT, PLACING, Job, JobQueue, JobState, RecoveryReport
-from blueno.spare import Spare, SparePool
+from blueno.spare import Adopted, Spare, SparePool
 from blueno.store import Store, dumps, now
 from blueno.wakeup import WakeEndpoint
 from blueno.workspace import Workspace, parse_gpu_ids
@@ -553,18 +553,29 @@ class Scheduler:
             self._launch_remote(queue, job, slot, spec, command, cwd, log, env)
             return
         env = {**self._slot_environment(slot), **jobspec.job_environment(spec)}
-        popen = None if job.config.get("command") else self._hand_to_spare(slot, command, env, cwd, log)
-        warm = popen is not None
-        if popen is None:
-            try:
-                popen = subprocess.Popen(
-                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    cwd=cwd, env=env, start_new_session=True,
-                )
-            except OSError as exc:
-                log.close()
-                queue.on_exit(job.id, job.attempt, 127, detail=f"cannot start {command[0]}: {exc.strerror}")
-                return
+        # The trainer waits on the gate until its pid is recorded below (events.await_go): a scheduler
+        # killed in between leaves no trainer that recovery cannot find running the job a second time.
+        gate_r, gate_w = os.pipe()
+        try:
+            popen = (None if job.config.get("command")
+                     else self._hand_to_spare(slot, command, env, cwd, log, gate_r))
+            warm = popen is not None
+            if popen is None:
+                try:
+                    popen = subprocess.Popen(
+                        command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                        cwd=cwd, env={**env, GATE_ENV: str(gate_r)}, start_new_session=True, pass_fds=(gate_r,),
+                    )
+                except OSError as exc:
+                    os.close(gate_w)
+                    log.close()
+                    queue.on_exit(job.id, job.attempt, 127, detail=f"cannot start {command[0]}: {exc.strerror}")
+                    return
+        except BaseException:
+            os.close(gate_w)
+            raise
+        finally:
+            os.close(gate_r)
         try:
             pid_started = psutil.Process(popen.pid).create_time()
         except psutil.Error:
@@ -582,7 +593,11 @@ class Scheduler:
         run = {"host": self.host, "gpu": slot.gpu, "blueno_version": __version__,
                "git_commit": self._git_commit or None,
                "log_path": str(log_path.relative_to(self.workspace.root))}
-        queue.mark_started(job.id, job.attempt, popen.pid, pid_started, run=run)
+        try:
+            if queue.mark_started(job.id, job.attempt, popen.pid, pid_started, run=run):
+                os.write(gate_w, GO)  # recorded: go (otherwise the trainer reads end-of-file and exits)
+        finally:
+            os.close(gate_w)
         self._emit(JobLaunched(job.id, job.run_id, slot.name, job.attempt, warm))
 
     def _slot_environment(self, slot: Slot) -> dict[str, str]:
@@ -593,13 +608,13 @@ class Scheduler:
             env["BLUENO_CPU_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.slots)))
         return env
 
-    def _hand_to_spare(self, slot: Slot, command: list[str], env: dict[str, str], cwd: Path, log: IO[bytes]
-                       ) -> subprocess.Popen[bytes] | None:
+    def _hand_to_spare(self, slot: Slot, command: list[str], env: dict[str, str], cwd: Path, log: IO[bytes],
+                       gate_fd: int) -> subprocess.Popen[bytes] | Adopted | None:
         """Give the job to the slot's ready spare: its process, or None to start the job cold."""
         prefix = len(self.trainer_command)
         if self._spares is None or command[:prefix] != self.trainer_command:
             return None  # warm trainers off, or a command of the grid's own (never warm)
-        popen = self._spares.hand_over(slot.name, command[prefix:], env, cwd, log)
+        popen = self._spares.hand_over(slot.name, command[prefix:], env, cwd, log, gate_fd)
         self._spares_due = self._spares_due or popen is not None
         return popen
 

@@ -68,6 +68,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from blueno.events import GATE_ENV
+
 log = logging.getLogger(__name__)
 
 SPARE_FLAG = "--spare"  # `TRAINER_COMMAND --spare` starts a spare instead of a job
@@ -132,7 +134,7 @@ def _take_job(channel: socket.socket, run: Callable[[list[str]], int]) -> int:
     """Say ready, wait for one job on ``channel``, become its trainer: ``run``'s exit status (0: no job)."""
     try:
         channel.sendall(READY)
-        message, fds, _, _ = socket.recv_fds(channel, MAX_MESSAGE, 1)
+        message, fds, _, _ = socket.recv_fds(channel, MAX_MESSAGE, 2)  # the job's log and its gate
     except OSError:  # the scheduler went away
         return 0
     if not message:  # end-of-file: the scheduler is gone or has no use for this spare
@@ -146,6 +148,8 @@ def _take_job(channel: socket.socket, run: Callable[[list[str]], int]) -> int:
         os.dup2(job_log, 2)
         os.close(job_log)
     os.environ.update(job["env"])
+    for gate in fds[1:2]:  # the job waits on it until the scheduler has recorded this process
+        os.environ[GATE_ENV] = str(gate)
     os.chdir(job["cwd"])
     sys.argv = [sys.argv[0], *job["argv"]]
     return run(list(job["argv"]))
@@ -293,11 +297,13 @@ class Spare:
     def ready(self) -> bool:
         return self.ready_at is not None and self.popen.poll() is None
 
-    def hand(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | os.PathLike[str], log_fd: int) -> bool:
-        """Give the spare its job; False if it is gone (the job then starts cold)."""
+    def hand(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | os.PathLike[str], log_fd: int,
+             gate_fd: int | None = None) -> bool:
+        """Give the spare its job (its log, and the gate it waits on: ``events.await_go``); False if it
+        is gone (the job then starts cold)."""
         message = json.dumps({"argv": list(argv), "env": dict(env), "cwd": str(cwd)}).encode()
         try:
-            socket.send_fds(self.channel, [message], [log_fd])
+            socket.send_fds(self.channel, [message], [log_fd] if gate_fd is None else [log_fd, gate_fd])
         except OSError:
             return False
         self.channel.close()
@@ -497,7 +503,7 @@ class SparePool:
         return spare, {key: env[key] for key in differing}
 
     def hand_over(self, slot: str, argv: Sequence[str], env: Mapping[str, str], cwd: str | os.PathLike[str],
-                  log: IO[bytes]) -> subprocess.Popen[bytes] | None:
+                  log: IO[bytes], gate_fd: int | None = None) -> subprocess.Popen[bytes] | Adopted | None:
         """Make the slot's ready spare the trainer of a job: its process, or None (start the job cold)."""
         taken = self.take(slot, env)
         if taken is None:
@@ -507,7 +513,7 @@ class SparePool:
         log.write(f"=== warm start: spare trainer {spare.popen.pid}, ready {waited:.1f} s before its job ===\n"
                   .encode())
         log.flush()
-        if not spare.hand(argv, job_env, cwd, log.fileno()):
+        if not spare.hand(argv, job_env, cwd, log.fileno(), gate_fd):
             spare.kill()  # it died just now: the job starts cold, a new spare starts
             return None
         return spare.popen

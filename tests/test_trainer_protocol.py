@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from standin_model import STANDIN_COMMAND, standin_grid
 
-from blueno import actions, datasets, metrics
+from blueno import actions, datasets, events, metrics
 from blueno.grid import GridError, load_grid, parse_grid
 from blueno.queue import JobQueue, JobState
 from blueno.scheduler import Scheduler, Slot
@@ -205,3 +206,41 @@ def test_that_blueno_batch_runs_the_worked_example_of_the_docs(workspace: Worksp
     runs = store.query("SELECT best_epoch, monitor, best FROM runs ORDER BY id")
     assert [(r["best_epoch"], r["monitor"]) for r in runs] == [(20, "val_loss")] * 3
     assert [round(json.loads(r["best"])["val_loss"], 4) for r in runs] == [0.3923, 0.245, 0.1569]  # as documented
+
+
+GATED_SCRIPT = """
+from blueno import client
+print("spec:", sorted(client.job()), flush=True)
+client.log_metrics({"loss": 1.0}, step=1)
+"""
+
+
+@pytest.mark.parametrize("go", [True, False], ids=["recorded", "never-recorded"])
+def test_that_a_trainer_waits_on_its_gate_and_does_nothing_when_the_scheduler_never_records_it(
+    tmp_path: Path, go: bool
+) -> None:
+    """``$BLUENO_GATE``: the scheduler writes one byte after recording the trainer's pid; a scheduler
+    that died first closes the pipe, and the trainer exits before reading its spec or reporting."""
+    spec, events_file = tmp_path / "job.json", tmp_path / "events.jsonl"
+    events.write_spec(spec, {"job_id": 1, "attempt": 1})
+    gate_r, gate_w = os.pipe()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), events.JOB_ENV: str(spec),
+           events.EVENTS_ENV: str(events_file), events.GATE_ENV: str(gate_r)}
+    script = subprocess.Popen([sys.executable, "-c", GATED_SCRIPT], env=env, pass_fds=(gate_r,),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    os.close(gate_r)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):  # it waits for the scheduler
+            script.wait(0.5)
+        if go:
+            os.write(gate_w, events.GO)
+    finally:
+        os.close(gate_w)  # what a killed scheduler's kernel does to its end
+    out, _ = script.communicate(timeout=30)
+    if go:
+        assert script.returncode == 0, out
+        assert "spec:" in out and events_file.read_text().count('"metrics"') == 1
+    else:
+        assert script.returncode == events.EXIT_NOT_RECORDED == 3, out  # blueno.queue.EXIT_STALE
+        assert "the scheduler stopped before it recorded this trainer" in out and "spec:" not in out
+        assert not events_file.exists() or events_file.read_text() == ""

@@ -1,8 +1,9 @@
 """Dispatch latency: from a job becoming runnable (its enqueue committed) to its work starting.
 
 Jobs arrive one at a time after an idle gap (0.2-2.5 s, the same seeded sequence for both), as a
-researcher queues them.  Blueno: a scheduler on one CPU slot; the job's process is a ``sh`` that
-stamps the time and execs the trainer stand-in, so the figure includes fork and exec.  Two ways of
+researcher queues them.  Blueno: a scheduler on one CPU slot; the job's process is a ``bash`` that
+waits on its gate (``$BLUENO_GATE``: the scheduler has recorded its pid), stamps the time and execs
+the trainer stand-in, so the figure includes fork, exec and the record's commit.  Two ways of
 queueing: from another process (the CLI: ``JobQueue.submit`` pokes the workspace's wake-up FIFO,
 ``blueno.wakeup``; measured also without it, where the scheduler notices on its next 20 ms
 ``data_version`` tick) and from the scheduler's own process (the GUI: it kicks the scheduler).
@@ -54,8 +55,11 @@ def blueno_latencies(tmp: Path, kick: bool, poke: bool = True) -> list[float]:
     workspace = Workspace(tmp / f"dispatch-ws-{'kick' if kick else 'poke' if poke else 'poll'}").ensure()
     if not poke:  # the name taken by a folder: no wake-up FIFO, the scheduler falls back to data_version
         wake_path(workspace.root).mkdir()
-    stamp = 'date +%s.%N > "$BLUENO_HOME/started-$1"; exec ' + " ".join(STANDIN_COMMAND) + ' "$1" "$2"'
-    scheduler = Scheduler(workspace, [Slot("cpu0", None)], trainer_command=["/bin/sh", "-c", stamp, "sh"])
+    # The work starts once the trainer is let through its gate (the scheduler has recorded its pid):
+    # bash reads the gate as blueno.client would, then stamps the time and becomes the stand-in.
+    stamp = ('read -r -n1 -u "$BLUENO_GATE" go; unset BLUENO_GATE; date +%s.%N > "$BLUENO_HOME/started-$1"; '
+             'exec ' + " ".join(STANDIN_COMMAND) + ' "$1" "$2"')
+    scheduler = Scheduler(workspace, [Slot("cpu0", None)], trainer_command=["/bin/bash", "-c", stamp, "sh"])
     thread = threading.Thread(target=scheduler.run, daemon=True)
     thread.start()
     latencies = []

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
-from faults import alive, completions, wait_for
+from faults import alive, completions, wait_for, workspace_processes
 from standin_model import STANDIN_COMMAND, standin_grid, standin_grid_text
 
 from blueno import actions
@@ -23,11 +25,11 @@ from blueno.workspace import Workspace
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def start_batch(workspace: Workspace, grid: Path) -> subprocess.Popen[str]:
+def start_batch(workspace: Workspace, grid: Path, *extra: str) -> subprocess.Popen[str]:
     """``python main.py --batch GRID`` on two CPU slots, as a user on a GPU box would start it."""
     return subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "--batch", str(grid), "--home", str(workspace.root),
-         "--slots", "2", "--no-sync"],
+         "--slots", "2", "--no-sync", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -88,6 +90,60 @@ def test_that_sigkilling_the_scheduler_20_times_during_200_jobs_loses_none_and_c
     assert twice == 0 and len(done) == jobs
     assert failures == 0  # an interrupted attempt is not the job's fault
     assert attempts > jobs  # the kills really interrupted running work
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_that_a_trainer_started_by_a_scheduler_killed_before_it_recorded_the_pid_does_nothing(
+    batch_workspace: Workspace, tmp_path: Path, ledger: Path, warm: bool
+) -> None:
+    """The window case 1 found (CI: a job completed twice): the scheduler started a trainer (or handed a
+    spare its job) and was SIGKILLed before it recorded the trainer's pid, so recovery could not stop
+    it and the job ran again beside it.  Holding the database's write lock keeps the scheduler inside
+    that window for as long as the test needs."""
+    grid = tmp_path / "grid.toml"
+    # Two jobs: in batch mode spares start only while a job is left to run, and the first waits for one.
+    grid.write_text(standin_grid_text(2, dataset="digits", duration=0.2, steps=2))
+    root = batch_workspace.root
+    lock = sqlite3.connect(batch_workspace.db_path, timeout=30, isolation_level=None)
+    try:
+        with batch_workspace.open_store() as store:
+            queue = JobQueue(store)
+            # One slot: with two, the lock taken after the first claim would hold the scheduler in the second.
+            batch = start_batch(batch_workspace, grid, "--slots", "1", *([] if warm else ["--no-warm"]))
+            # Claimed: take the write lock at once, so the trainer's pid cannot be recorded.
+            wait_for(lambda: lock.execute("SELECT count(*) FROM jobs WHERE state = 'running'").fetchone() == (1,),
+                     timeout=60, interval=0.001)
+            lock.execute("BEGIN IMMEDIATE")
+            (first, run_id, pid) = lock.execute(
+                "SELECT jobs.id, runs.id, pid FROM jobs JOIN runs ON runs.job_id = jobs.id WHERE state = 'running'"
+            ).fetchone()
+            assert pid is None
+            log = batch_workspace.run_log(run_id)
+            started = "=== warm start: spare trainer " if warm else " on cpu0 ==="
+            text = wait_for(lambda: (t := log.read_text() if log.exists() else "") and started in t and t, timeout=60)
+            if warm:
+                trainer = int(text.split(started)[1].split(",")[0])
+            else:
+                trainer = wait_for(lambda: [p.pid for p in psutil.Process(batch.pid).children()], timeout=10)[0]
+            batch.send_signal(signal.SIGKILL)  # the scheduler dies in mark_started, waiting for the lock
+            batch.communicate(timeout=30)
+            lock.execute("ROLLBACK")
+            wait_for(lambda: not workspace_processes(root), timeout=10)  # the trainer did not outlive it...
+            assert completions(ledger) == {}  # ...and did nothing
+            assert "the scheduler stopped before it recorded this trainer" in log.read_text()
+
+            again = start_batch(batch_workspace, grid)
+            out, _ = again.communicate(timeout=120)
+            jobs = queue.jobs()
+    finally:
+        lock.close()
+    print(f"\nCASE 1 (the launch window, {'warm' if warm else 'cold'}): trainer {trainer} started, its scheduler "
+          f"SIGKILLed before recording it: it exited at its gate; the job then ran once")
+    assert again.returncode == 0, out
+    assert [(j.state, j.failures) for j in jobs] == [(JobState.SUCCEEDED, 0)] * 2
+    assert next(j.attempt for j in jobs if j.id == first) == 2
+    assert completions(ledger) == {j.id: 1 for j in jobs}
 
 
 @pytest.mark.slow
