@@ -79,7 +79,7 @@ READY = b"ready"
 MAX_MESSAGE = 1 << 20  # a job message (argv, environment, cwd) is far smaller
 MAX_EARLY_DEATHS = 3  # spares of a slot that die before ready, in a row, before the slot stops trying
 ZYGOTE_SLOT = "zygote"  # the pool's name for its zygote (it has no slot of its own)
-ZYGOTE_WAIT_S = 60.0  # a claimed job waits for a spare from the zygote until this long after the zygote started
+ZYGOTE_WAIT_S = 60.0  # a claimed job waits for a spare from the zygote until this long after it was asked for
 
 
 # -- in the spare ------------------------------------------------------------------------
@@ -340,6 +340,7 @@ class SparePool:
         self.zygote: Spare | None = None
         self.zygote_off = not is_subreaper()
         self.forking: list[tuple[str, dict[str, str]]] = []  # slots whose spare the zygote is forking
+        self.asked: dict[str, float] = {}  # slot → when its latest spare was asked of the zygote
 
     def log_path(self, slot: str) -> Path:
         """Where a spare's output goes until it has a job (the TensorFlow import's chatter, a crash)."""
@@ -358,6 +359,7 @@ class SparePool:
                 self.given_up.pop(ZYGOTE_SLOT, None)
             if self.zygote is not None:
                 self.forking.append((slot, dict(env)))
+                self.asked[slot] = time.monotonic()
                 if self.zygote.ready:
                     self._ask_zygote(slot, env)
                 return None
@@ -369,10 +371,12 @@ class SparePool:
         While the zygote imports (it starts with the scheduler, before any
         training, and does the import a cold trainer would do) and while it
         forks, a job claimed for the slot waits for the spare rather than
-        import everything again beside it; for at most ZYGOTE_WAIT_S.
+        import everything again beside it; for at most ZYGOTE_WAIT_S after
+        the spare was asked for (the first ones wait for the zygote's import;
+        later ones for a fork, milliseconds).
         """
-        zygote = self.zygote
-        if zygote is None or time.monotonic() - zygote.started > ZYGOTE_WAIT_S:
+        asked = self.asked.get(slot)
+        if self.zygote is None or asked is None or time.monotonic() - asked > ZYGOTE_WAIT_S:
             return False
         if any(waiting == slot for waiting, _ in self.forking):
             return True
