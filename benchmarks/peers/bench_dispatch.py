@@ -1,7 +1,7 @@
 """Dispatch latency: from a job becoming runnable (its enqueue committed) to its work starting.
 
 Jobs arrive one at a time after an idle gap (0.2-2.5 s, the same seeded sequence for both), as a
-researcher queues them.  Blueno: a scheduler on one CPU slot; the job's process is a ``bash`` that
+researcher queues them.  Blueno: a scheduler on one CPU slot, warm trainers off; the job's process is a ``bash`` that
 waits on its gate (``$BLUENO_GATE``: the scheduler has recorded its pid), stamps the time and execs
 the trainer stand-in, so the figure includes fork, exec and the record's commit.  Two ways of
 queueing: from another process (the CLI: ``JobQueue.submit`` pokes the workspace's wake-up FIFO,
@@ -59,7 +59,9 @@ def blueno_latencies(tmp: Path, kick: bool, poke: bool = True) -> list[float]:
     # bash reads the gate as blueno.client would, then stamps the time and becomes the stand-in.
     stamp = ('read -r -n1 -u "$BLUENO_GATE" go; unset BLUENO_GATE; date +%s.%N > "$BLUENO_HOME/started-$1"; '
              'exec ' + " ".join(STANDIN_COMMAND) + ' "$1" "$2"')
-    scheduler = Scheduler(workspace, [Slot("cpu0", None)], trainer_command=["/bin/bash", "-c", stamp, "sh"])
+    # Cold trainers: a warm spare would run the stamp before its job exists (it is a spare of this command).
+    scheduler = Scheduler(workspace, [Slot("cpu0", None)], trainer_command=["/bin/bash", "-c", stamp, "sh"],
+                          warm=False)
     thread = threading.Thread(target=scheduler.run, daemon=True)
     thread.start()
     latencies = []
