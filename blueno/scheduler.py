@@ -552,53 +552,66 @@ class Scheduler:
             env = jobspec.environment(dict(os.environ), spec, _PACKAGE_PARENT)
             self._launch_remote(queue, job, slot, spec, command, cwd, log, env)
             return
+        self._launch_local(queue, selector, job, slot, spec, command, cwd, log)
+
+    def _launch_local(self, queue: JobQueue, selector: selectors.BaseSelector, job: Job, slot: Slot, spec: dict,
+                      command: list[str], cwd: Path, log: IO[bytes]) -> None:
+        """Start the attempt's trainer on this box, record its pid, then let it through its gate.
+
+        The trainer waits on the gate until its pid is committed (``events.await_go``): a scheduler
+        killed in between leaves no trainer that recovery cannot find, running the job a second time.
+        """
         env = {**self._slot_environment(slot), **jobspec.job_environment(spec)}
-        # The trainer waits on the gate until its pid is recorded below (events.await_go): a scheduler
-        # killed in between leaves no trainer that recovery cannot find running the job a second time.
         gate_r, gate_w = os.pipe()
         try:
-            popen = (None if job.config.get("command")
-                     else self._hand_to_spare(slot, command, env, cwd, log, gate_r))
-            warm = popen is not None
-            if popen is None:
-                try:
-                    popen = subprocess.Popen(
-                        command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                        cwd=cwd, env={**env, GATE_ENV: str(gate_r)}, start_new_session=True, pass_fds=(gate_r,),
-                    )
-                except OSError as exc:
-                    os.close(gate_w)
-                    log.close()
-                    queue.on_exit(job.id, job.attempt, 127, detail=f"cannot start {command[0]}: {exc.strerror}")
-                    return
+            try:
+                popen, warm = self._start_trainer(job, slot, command, env, cwd, log, gate_r)
+            finally:
+                os.close(gate_r)  # the trainer holds its own copy
+        except OSError as exc:
+            os.close(gate_w)
+            log.close()
+            queue.on_exit(job.id, job.attempt, 127, detail=f"cannot start {command[0]}: {exc.strerror}")
+            return
         except BaseException:
             os.close(gate_w)
             raise
-        finally:
-            os.close(gate_r)
         try:
-            pid_started = psutil.Process(popen.pid).create_time()
-        except psutil.Error:
-            pid_started = None
-        try:
-            pidfd = os.pidfd_open(popen.pid)
-            selector.register(pidfd, selectors.EVENT_READ)
-        except (AttributeError, OSError):
-            pidfd = None  # old kernel: the loop's tick still notices the exit
-        launched = Launched(job, slot, popen, log, pidfd, source=FileSource(spec["events"]),
-                            next_ingest=time.monotonic() + INGEST_S)
-        self._running[slot.name] = launched
-        if self._git_commit is None:
-            self._git_commit = self.workspace.git_commit() or ""
-        run = {"host": self.host, "gpu": slot.gpu, "blueno_version": __version__,
-               "git_commit": self._git_commit or None,
-               "log_path": str(log_path.relative_to(self.workspace.root))}
-        try:
+            try:
+                pid_started = psutil.Process(popen.pid).create_time()
+            except psutil.Error:
+                pid_started = None
+            try:
+                pidfd = os.pidfd_open(popen.pid)
+                selector.register(pidfd, selectors.EVENT_READ)
+            except (AttributeError, OSError):
+                pidfd = None  # old kernel: the loop's tick still notices the exit
+            self._running[slot.name] = Launched(job, slot, popen, log, pidfd, source=FileSource(spec["events"]),
+                                                next_ingest=time.monotonic() + INGEST_S)
+            if self._git_commit is None:
+                self._git_commit = self.workspace.git_commit() or ""
+            run = {"host": self.host, "gpu": slot.gpu, "blueno_version": __version__,
+                   "git_commit": self._git_commit or None,
+                   "log_path": str(Path(spec["log_path"]).relative_to(self.workspace.root))}
             if queue.mark_started(job.id, job.attempt, popen.pid, pid_started, run=run):
                 os.write(gate_w, GO)  # recorded: go (otherwise the trainer reads end-of-file and exits)
         finally:
             os.close(gate_w)
         self._emit(JobLaunched(job.id, job.run_id, slot.name, job.attempt, warm))
+
+    def _start_trainer(self, job: Job, slot: Slot, command: list[str], env: dict[str, str], cwd: Path,
+                       log: IO[bytes], gate_fd: int) -> tuple[subprocess.Popen[bytes] | Adopted, bool]:
+        """The attempt's trainer, waiting on ``gate_fd``: the slot's ready spare, else a new process
+        (OSError when it cannot start); and whether it is warm."""
+        if not job.config.get("command"):  # a command of the grid's own never runs warm
+            spare = self._hand_to_spare(slot, command, env, cwd, log, gate_fd)
+            if spare is not None:
+                return spare, True
+        popen = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+            env={**env, GATE_ENV: str(gate_fd)}, start_new_session=True, pass_fds=(gate_fd,),
+        )
+        return popen, False
 
     def _slot_environment(self, slot: Slot) -> dict[str, str]:
         """The environment of every trainer on ``slot``: what a spare is started with, before any job."""
