@@ -22,6 +22,7 @@ def test_that_cancelling_50_times_a_trainer_with_grandchildren_that_ignore_sigte
     """The trainer ignores SIGTERM (so do its two grandchildren: the disposition is inherited), one
     grandchild runs in its own session; the cancel comes at a random moment, sometimes before they exist."""
     grace, rounds, seed = 0.3, 50, 6
+    began = time.time()
     rng = random.Random(seed)
     (job_id,) = queue.submit(standin_grid(1, duration=600.0, grandchildren=2, ignore_sigterm=True)).added
     scheduler = Scheduler(workspace, [Slot("cpu0", None)], trainer_command=STANDIN_COMMAND, grace=grace)
@@ -56,7 +57,9 @@ def test_that_cancelling_50_times_a_trainer_with_grandchildren_that_ignore_sigte
         scheduler.stop()
         scheduler.join(30)
     # The scheduler (this process) is a child subreaper: orphaned grandchildren it killed are reaped, not zombies.
-    zombies = [p for p in psutil.Process().children() if p.status() == psutil.STATUS_ZOMBIE]
+    # (Only this test's: orphans of earlier tests' SIGKILLed `--batch` processes can be this process's zombies.)
+    zombies = [p for p in psutil.Process().children()
+               if p.status() == psutil.STATUS_ZOMBIE and p.create_time() >= began - 0.05]
     print(f"\nCASE 6: {rounds} cancels of a trainer with 2 grandchildren (one in its own session), all ignoring "
           f"SIGTERM, grace {grace} s (seed {seed}): {sum(leftovers)} processes left after grace + 1 s "
           f"(rounds with leftovers: {sum(1 for n in leftovers if n)}); family size at cancel "
