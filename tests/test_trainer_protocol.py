@@ -19,7 +19,7 @@ from standin_model import STANDIN_COMMAND, standin_grid
 
 from blueno import actions, datasets, events, metrics
 from blueno.grid import GridError, load_grid, parse_grid
-from blueno.queue import JobQueue, JobState
+from blueno.queue import EXIT_STALE, JobQueue, JobState
 from blueno.scheduler import Scheduler, Slot
 from blueno.store import Store
 from blueno.workspace import Workspace
@@ -241,6 +241,6 @@ def test_that_a_trainer_waits_on_its_gate_and_does_nothing_when_the_scheduler_ne
         assert script.returncode == 0, out
         assert "spec:" in out and events_file.read_text().count('"metrics"') == 1
     else:
-        assert script.returncode == events.EXIT_NOT_RECORDED == 3, out  # blueno.queue.EXIT_STALE
+        assert script.returncode == events.EXIT_NOT_RECORDED == EXIT_STALE, out
         assert "the scheduler stopped before it recorded this trainer" in out and "spec:" not in out
         assert not events_file.exists() or events_file.read_text() == ""
