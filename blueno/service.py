@@ -49,6 +49,7 @@ def start_scheduler(workspace: Workspace, *, sync: bool = True, timeout: float =
         raise BluenoError(f"a {other.mode} scheduler (pid {other.pid} on {other.host}) already runs on "
                           f"{workspace.root}; stop it first, or queue jobs for it.")
     log_path = workspace.logs_dir / LOG_NAME
+    launched = time.time()
     environment = dict(os.environ)  # this very Blueno, installed or run from a checkout
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, environment.get("PYTHONPATH")]))
     with open(log_path, "ab") as log:
@@ -64,11 +65,20 @@ def start_scheduler(workspace: Workspace, *, sync: bool = True, timeout: float =
         if info is not None and info.pid == process.pid:
             return process
         if process.poll() is not None:
+            if _registered(workspace, process.pid, launched):  # it ran, and a Stop ended it between two looks
+                return process
             tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
             raise BluenoError(f"the scheduler did not start: {' '.join(tail) or f'exit status {process.returncode}'}"
                               f" (see {log_path})")
         time.sleep(0.05)
     return process  # slow to register (a loaded machine): the caller's probe will see it
+
+
+def _registered(workspace: Workspace, pid: int, since: float) -> bool:
+    """Did the process ``pid`` started at ``since`` register as this workspace's scheduler (still or once)?"""
+    with workspace.open_store() as store:
+        return store.query_one("SELECT 1 FROM schedulers WHERE pid = ? AND host = ? AND started >= ?",
+                               (pid, socket.gethostname(), since - 1.0)) is not None
 
 
 def control_scheduler(workspace: Workspace, action: str) -> SchedulerInfo:

@@ -36,3 +36,38 @@ def test_that_a_started_scheduler_is_steered_by_signals_from_any_process(workspa
     with pytest.raises(BluenoError, match="no scheduler runs"):
         service.control_scheduler(workspace, "pause")
     assert not psutil.pid_exists(process.pid) or psutil.Process(process.pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_that_a_scheduler_stopped_before_start_scheduler_looked_again_counts_as_started(
+    workspace, monkeypatch
+) -> None:
+    """Start, then Stop at once (seen in the GUI tests): the process registered, ran and ended between two of
+    start_scheduler's looks, which then said "the scheduler did not start" (a modal error box after the fact)."""
+    import signal
+    import time
+    import types
+
+    from blueno.store import Store
+
+    workspace.settings_path.write_text("[scheduler]\nslots = 1\n")
+    stopped: list[int] = []
+
+    def between_two_looks(seconds: float) -> None:  # the time that passes between two looks: a Start, then a Stop
+        if not stopped:
+            with Store(workspace.db_path) as store:
+                while (row := store.query_one("SELECT pid FROM schedulers")) is None:
+                    time.sleep(0.01)
+            scheduler = psutil.Process(row["pid"])
+            scheduler.send_signal(signal.SIGTERM)
+            while scheduler.is_running() and scheduler.status() != psutil.STATUS_ZOMBIE:
+                time.sleep(0.01)  # ended, not reaped: start_scheduler's handle reaps it
+            stopped.append(row["pid"])
+        time.sleep(seconds)
+
+    # Only start_scheduler's clock: time passes between its looks as it does when the user is quick.
+    monkeypatch.setattr(service, "time", types.SimpleNamespace(
+        time=time.time, monotonic=time.monotonic, strftime=time.strftime, sleep=between_two_looks))
+    process = service.start_scheduler(workspace, sync=False)  # no error: it did start
+
+    assert stopped == [process.pid] and process.poll() == 0
+    assert active_scheduler(workspace) is None
