@@ -811,9 +811,10 @@ def warm_setting(workspace: Workspace, slots: Sequence[Slot] = ()) -> bool:
     """``[scheduler] warm`` in the settings: keep a spare trainer per slot.
 
     Unset, it is on for GPU slots, and for CPU slots on Linux, where one zygote imports
-    TensorFlow once and forks every spare (:mod:`blueno.spare`): the demo grid on 2 CPU slots
-    in 0.62-0.64 x the cold makespan.  Elsewhere each CPU slot's spare would import beside the
-    running trainings, on the same cores (epochs 1.3-1.7 x longer, no makespan gain): off there.
+    TensorFlow once and forks every spare (:mod:`blueno.spare`): the demo grid on 2 CPU
+    slots in about 0.6 x the cold makespan (docs/benchmarks.md).  Elsewhere each CPU slot's
+    spare would import beside the running trainings, on the same cores (epochs 1.3-1.7 x
+    longer, no makespan gain): off there.
     """
     value = workspace.settings().get("scheduler", {}).get("warm")
     if value is None:

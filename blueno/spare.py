@@ -18,9 +18,9 @@ beside it), and then forks a ready spare for each slot on request, twice over
 so that the spare is orphaned at once and adopted by the scheduler (a child
 subreaper), which reaps it and reads its exit status like any trainer's.  A
 forked spare shares the zygote's imported pages until it writes to them, and
-costs a fork instead of an import: on 2 CPU slots the demo grid took 0.62-0.64
-x its cold makespan (separate spares, each importing beside the trainings:
-0.98).  The forked spare sets its slot's environment (``CUDA_VISIBLE_DEVICES``,
+costs a fork instead of an import: on 2 CPU slots the demo grid took 0.52-0.75
+x its cold makespan over six pairs, median 0.61 (separate spares, each
+importing beside the trainings: 0.98).  The forked spare sets its slot's environment (``CUDA_VISIBLE_DEVICES``,
 the CPU thread share) before its job; TensorFlow reads it only when its
 runtime starts, which no spare and no zygote does.  Without a subreaper (or
 when the zygote dies) each slot starts spares of its own, as below.
