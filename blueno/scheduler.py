@@ -564,10 +564,7 @@ class Scheduler:
         env = {**self._slot_environment(slot), **jobspec.job_environment(spec)}
         gate_r, gate_w = os.pipe()
         try:
-            try:
-                popen, warm = self._start_trainer(job, slot, command, env, cwd, log, gate_r)
-            finally:
-                os.close(gate_r)  # the trainer holds its own copy
+            popen, warm = self._start_trainer(job, slot, command, env, cwd, log, gate_r)
         except OSError as exc:
             os.close(gate_w)
             log.close()
@@ -576,6 +573,8 @@ class Scheduler:
         except BaseException:
             os.close(gate_w)
             raise
+        finally:
+            os.close(gate_r)  # the trainer holds its own copy
         try:
             try:
                 pid_started = psutil.Process(popen.pid).create_time()
