@@ -244,3 +244,29 @@ def test_that_a_trainer_waits_on_its_gate_and_does_nothing_when_the_scheduler_ne
         assert script.returncode == events.EXIT_NOT_RECORDED == EXIT_STALE, out
         assert "the scheduler stopped before it recorded this trainer" in out and "spec:" not in out
         assert not events_file.exists() or events_file.read_text() == ""
+
+
+def test_that_a_command_that_cannot_start_fails_its_job_with_the_reason_and_leaks_no_pipe(
+    workspace: Workspace, queue: JobQueue, tmp_path: Path
+) -> None:
+    grid = own_grid(tmp_path, "0.1", max_failures=1)
+    grid.write_text(grid.read_text().replace('command = ["python"', 'command = ["./no-such-trainer"'))
+    (job_id,) = queue.submit(load_grid(grid)).added
+
+    def pipes() -> set[str]:  # only pipes: SQLite keeps closed connections' database descriptors open
+        return {target for fd in os.listdir("/proc/self/fd")
+                if (target := _readlink(f"/proc/self/fd/{fd}")).startswith("pipe:")}
+
+    before = pipes()
+    run_all(workspace, warm=False)
+
+    job = queue.get(job_id)
+    assert job.state == JobState.FAILED and "cannot start ./no-such-trainer" in job.error, job.error
+    assert pipes() <= before  # the trainer's gate was closed on the way out
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
